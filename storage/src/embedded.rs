@@ -1,0 +1,1 @@
+//! The embedded durable store (default backend). Implementation in progress.
