@@ -1,1 +1,4 @@
+//! Skiff's Kubernetes API server.
 
+pub mod openapi;
+pub mod table;
