@@ -1,0 +1,7 @@
+//! In progress.
+
+use super::Strategy;
+
+pub struct NodeStrategy;
+
+impl Strategy for NodeStrategy {}

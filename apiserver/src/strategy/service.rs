@@ -1,0 +1,7 @@
+//! In progress.
+
+use super::Strategy;
+
+pub struct ServiceStrategy;
+
+impl Strategy for ServiceStrategy {}
