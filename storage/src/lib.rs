@@ -11,6 +11,8 @@ use futures::Stream;
 
 pub mod embedded;
 pub mod etcd;
+#[cfg(feature = "test-util")]
+pub mod testutil;
 
 /// A store revision. Revisions start at 1 and only grow.
 pub type Revision = i64;
