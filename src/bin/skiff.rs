@@ -1,1 +1,105 @@
-fn main() {}
+//! `skiff`: one binary for every Skiff component. `skiff server` runs the API server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use skiff_apiserver::server::{ApiServer, ServerConfig, write_kubeconfig};
+use skiff_storage::Storage;
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "A small Kubernetes: one binary, the real Kubernetes API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Kubernetes API server.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Where the embedded store and the admin kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address to serve the API on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Use etcd at these URLs (comma-separated) instead of the embedded store.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// The range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Seconds between watch bookmarks.
+    #[arg(long, default_value_t = 30)]
+    bookmark_interval_seconds: u64,
+    /// Seconds between compactions of the store's history.
+    #[arg(long, default_value_t = 300)]
+    compaction_interval_seconds: u64,
+    /// Revisions of history each compaction keeps (older watches get 410 Gone).
+    #[arg(long, default_value_t = 10_000)]
+    compaction_retain_revisions: i64,
+    /// Events the watch cache keeps in memory.
+    #[arg(long, default_value_t = 10_000)]
+    watch_cache_size: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let storage: Arc<dyn Storage> = if args.etcd_servers.is_empty() {
+        let dir = args.data_dir.join("store");
+        Arc::new(
+            // The API server compacts both backends itself (see --compaction-*).
+            skiff_storage::embedded::EmbeddedStore::open(
+                &dir,
+                skiff_storage::embedded::EmbeddedOptions {
+                    retain_revisions: 0,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
+        )
+    } else {
+        Arc::new(
+            skiff_storage::etcd::EtcdStore::connect(&args.etcd_servers)
+                .await
+                .with_context(|| format!("connecting to etcd at {}", args.etcd_servers.join(",")))?,
+        )
+    };
+    let config = ServerConfig {
+        listen: args.listen,
+        service_cidr: args.service_cluster_ip_range,
+        bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_seconds.max(1)),
+        compaction_interval: std::time::Duration::from_secs(args.compaction_interval_seconds.max(1)),
+        compaction_retain: args.compaction_retain_revisions.max(1),
+        watch_cache_capacity: args.watch_cache_size.max(1),
+    };
+    let server = ApiServer::new(storage, config).await.context("starting the API server")?;
+    let kubeconfig = args.data_dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &format!("http://{}", args.listen))
+        .context("writing the admin kubeconfig")?;
+    tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
+    server.serve().await.context("serving the API")
+}
