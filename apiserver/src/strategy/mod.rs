@@ -4,14 +4,18 @@
 //! been decoded through the resource's k8s-openapi type, so every field has the right shape.
 
 use serde_json::Value;
-use skiff_apimachinery::validation::{self, FieldError};
+use skiff_apimachinery::validation::{self, FieldError, FieldErrorKind};
 
+pub mod checks;
 pub mod config;
 pub mod event;
 pub mod namespace;
 pub mod node;
 pub mod pod;
+pub mod podspec;
+pub mod quantity;
 pub mod service;
+pub mod util;
 pub mod workload;
 
 /// Behaviour that differs between resources. Every method has the do-nothing default, so a
@@ -50,6 +54,14 @@ pub trait Strategy {
         &[]
     }
 
+    /// The value a field selector sees for one of [`Strategy::field_labels`]. Most labels are
+    /// the dotted path of the field ([`field_value`]); a few upstream labels are not (events'
+    /// `source` is `source.component`, jobs' `status.successful` is `status.succeeded`) or
+    /// read a Go zero value when unset (`false`, `0`).
+    fn field_label_value(&self, obj: &Value, label: &str) -> String {
+        field_value(obj, label)
+    }
+
     /// How `metadata.name` is validated: upstream uses DNS-1123 subdomains for most
     /// resources, DNS-1123 labels for namespaces and DNS-1035 labels for services.
     fn validate_name(&self, name: &str) -> Vec<String> {
@@ -76,5 +88,137 @@ pub fn field_value(obj: &Value, dotted: &str) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+/// A field error whose value is shown as upstream's Go `%#v` rendering (e.g.
+/// `map[string]string{"app":"x"}`), which [`validation::BadValue`] cannot express: the
+/// rendered value goes in front of the detail, giving the same message text.
+pub fn raw_error(
+    kind: FieldErrorKind,
+    field: impl Into<String>,
+    rendered: &str,
+    detail: &str,
+) -> FieldError {
+    let detail = if detail.is_empty() {
+        rendered.to_string()
+    } else {
+        format!("{rendered}: {detail}")
+    };
+    FieldError {
+        kind,
+        field: field.into(),
+        value: None,
+        detail,
+    }
+}
+
+/// `Invalid value: <rendered>: detail` with a Go-rendered value; see [`raw_error`].
+pub fn invalid_raw(field: impl Into<String>, rendered: &str, detail: &str) -> FieldError {
+    raw_error(FieldErrorKind::Invalid, field, rendered, detail)
+}
+
+/// Upstream's `InclusiveRangeError`.
+pub fn inclusive_range_error(lo: i64, hi: i64) -> String {
+    format!("must be between {lo} and {hi}, inclusive")
+}
+
+/// Go's `%#v` of a `map[string]string` held in `v` (an object, or absent/`null` for a nil
+/// map): keys sorted, as Go prints maps.
+pub fn go_string_map(v: &Value) -> String {
+    match v.as_object() {
+        None => "map[string]string(nil)".to_string(),
+        Some(m) => {
+            let mut pairs: Vec<(&String, &Value)> = m.iter().collect();
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+            let body: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        validation::go_quote(k),
+                        validation::go_quote(v.as_str().unwrap_or(""))
+                    )
+                })
+                .collect();
+            format!("map[string]string{{{}}}", body.join(", "))
+        }
+    }
+}
+
+/// Go's `%#v` of a `[]string`.
+pub fn go_string_slice(v: &Value) -> String {
+    match v.as_array() {
+        None => "[]string(nil)".to_string(),
+        Some(a) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|x| validation::go_quote(x.as_str().unwrap_or("")))
+                .collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// How upstream prints a `*metav1.LabelSelector` in a field error: the struct's `%#v`, or
+/// `"null"` for a nil pointer.
+pub fn go_label_selector(v: &Value) -> String {
+    let Some(sel) = v.as_object() else {
+        return "\"null\"".to_string();
+    };
+    let labels = go_string_map(sel.get("matchLabels").unwrap_or(&Value::Null));
+    let exprs = match sel.get("matchExpressions").and_then(Value::as_array) {
+        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
+        Some(list) => {
+            let items: Vec<String> = list
+                .iter()
+                .map(|e| {
+                    format!(
+                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{}}}",
+                        validation::go_quote(util::str_of(e, "key")),
+                        validation::go_quote(util::str_of(e, "operator")),
+                        go_string_slice(e.get("values").unwrap_or(&Value::Null))
+                    )
+                })
+                .collect();
+            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
+        }
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
+}
+
+/// Quoted, comma-separated values as in upstream's `supported values:` lists.
+pub fn go_quote_list(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| validation::go_quote(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Upstream's `ValidateImmutableField` for a JSON field: `Invalid value: <new>: field is
+/// immutable` when it changed (absent, `null` and empty count as the same).
+pub fn immutable(new: &Value, old: &Value, field: &str) -> Vec<FieldError> {
+    if util::semantic_eq(new, old) {
+        Vec::new()
+    } else {
+        vec![FieldError::invalid(
+            field,
+            new.clone(),
+            validation::FIELD_IMMUTABLE_ERROR_MSG,
+        )]
+    }
+}
+
+/// [`immutable`] for a label selector, rendered as upstream prints `*metav1.LabelSelector`.
+pub fn immutable_selector(new: &Value, old: &Value, field: &str) -> Vec<FieldError> {
+    if util::semantic_eq(new, old) {
+        Vec::new()
+    } else {
+        vec![invalid_raw(
+            field,
+            &go_label_selector(new),
+            validation::FIELD_IMMUTABLE_ERROR_MSG,
+        )]
     }
 }
