@@ -2,9 +2,7 @@
 //! `kubectl apply` (client-side) and `kubectl patch` send.
 
 use serde_json::{Value, json};
-use skiff_apimachinery::patch::{
-    Gvk, PatchError, json_patch, merge_patch, strategic_merge_patch,
-};
+use skiff_apimachinery::patch::{Gvk, PatchError, json_patch, merge_patch, strategic_merge_patch};
 
 const DEPLOYMENT: Gvk<'static> = Gvk::new("apps", "v1", "Deployment");
 const POD: Gvk<'static> = Gvk::new("", "v1", "Pod");
@@ -366,7 +364,10 @@ fn unknown_kinds_replace_lists() {
         json!({"spec": {"containers": [{"name": "b"}]}}),
         widget,
     );
-    assert_eq!(result, json!({"spec": {"containers": [{"name": "b"}], "size": 1}}));
+    assert_eq!(
+        result,
+        json!({"spec": {"containers": [{"name": "b"}], "size": 1}})
+    );
 }
 
 #[test]
@@ -415,7 +416,10 @@ fn errors_name_the_field_and_the_fix() {
             "invalid strategic merge patch directive at metadata.finalizers: \
              $deleteFromPrimitiveList/finalizers must be a list of values",
         ),
-        (json!(["not", "a", "map"]), "the patch must be a JSON object"),
+        (
+            json!(["not", "a", "map"]),
+            "the patch must be a JSON object",
+        ),
     ];
     for (patch, message) in cases {
         let err = strategic_merge_patch(&deploy, &patch, &DEPLOYMENT).unwrap_err();
@@ -469,7 +473,8 @@ fn merge_patch_replaces_lists_and_deletes_nulls() {
     });
     let mut expected = live_deployment();
     expected["metadata"]["labels"] = json!({"app": "nginx"});
-    expected["spec"]["template"]["spec"]["containers"] = json!([{"name": "only", "image": "busybox"}]);
+    expected["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "only", "image": "busybox"}]);
     assert_eq!(merge_patch(&doc, &patch).unwrap(), expected);
     assert!(matches!(
         merge_patch(&doc, &json!([1])),

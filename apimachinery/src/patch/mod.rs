@@ -12,8 +12,8 @@
 mod schema;
 mod strategic;
 
-pub(crate) use schema::{DEFAULT, Node, root};
 pub use schema::{Gvk, ListStrategy, PatchStrategy, list_strategy, patch_strategy};
+pub(crate) use schema::{Node, root};
 
 use serde_json::Value;
 
@@ -52,7 +52,9 @@ pub enum PatchError {
         reason: String,
     },
     /// An item of a list that merges by key lacks that key.
-    #[error("an item of the list at {path} has no {key:?} field, which identifies items of this list")]
+    #[error(
+        "an item of the list at {path} has no {key:?} field, which identifies items of this list"
+    )]
     MissingMergeKey {
         /// Field path of the list.
         path: String,
@@ -108,7 +110,11 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
 ///
 /// Items a patch adds to a merged list go before the server's items that follow them, as
 /// upstream does; `$setElementOrder` (which kubectl sends) fixes the order when it matters.
-pub fn strategic_merge_patch(doc: &Value, patch: &Value, gvk: &Gvk<'_>) -> Result<Value, PatchError> {
+pub fn strategic_merge_patch(
+    doc: &Value,
+    patch: &Value,
+    gvk: &Gvk<'_>,
+) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError::NotAnObject { what: "the patch" });
     };

@@ -132,7 +132,11 @@ const fn list(smp: PatchStrategy, ssa: ListStrategy, elem: &'static Node) -> Nod
 
 /// A list merged by `key` in both strategic merge patch and server-side apply.
 const fn keyed(key: &'static str, keys: &'static [&'static str], elem: &'static Node) -> Node {
-    list(PatchStrategy::MergeByKey(key), ListStrategy::Map { keys }, elem)
+    list(
+        PatchStrategy::MergeByKey(key),
+        ListStrategy::Map { keys },
+        elem,
+    )
 }
 
 /// `patchStrategy:"merge"` + `+listType=set`, e.g. `metadata.finalizers`.
@@ -225,10 +229,7 @@ const VOLUME: Node = Node::Struct(&[
                 ("metadata", &OBJECT_META),
                 (
                     "spec",
-                    &Node::Struct(&[
-                        ("selector", &LABEL_SELECTOR),
-                        ("dataSource", &Node::Atomic),
-                    ]),
+                    &Node::Struct(&[("selector", &LABEL_SELECTOR), ("dataSource", &Node::Atomic)]),
                 ),
             ]),
         )]),

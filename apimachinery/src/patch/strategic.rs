@@ -204,7 +204,10 @@ fn merge_keyed(
     let mut patch_keys = Vec::with_capacity(items.len());
     let mut merged: Vec<Map<String, Value>> = original;
     for item in items {
-        let value = item.get(key).cloned().ok_or_else(|| missing_key(path, key))?;
+        let value = item
+            .get(key)
+            .cloned()
+            .ok_or_else(|| missing_key(path, key))?;
         let item_path = format!("{path}[{key}={value}]");
         match merged.iter().position(|m| m.get(key) == Some(&value)) {
             Some(at) => {
