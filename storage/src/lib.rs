@@ -4,6 +4,8 @@
 //! (`/registry/<resource>/<namespace>/<name>`). Values are opaque bytes (JSON objects).
 //! Every write bumps one global revision, which the apiserver exposes as `resourceVersion`.
 
+#![warn(missing_docs)]
+
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -20,9 +22,13 @@ pub type Revision = i64;
 /// One key with its value and the revisions at which it was created and last modified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The key, e.g. `/registry/pods/default/web-0`.
     pub key: String,
+    /// The opaque value.
     pub value: Vec<u8>,
+    /// The revision of the write that created the key (a delete and re-create starts anew).
     pub create_revision: Revision,
+    /// The revision of the write that last changed the key.
     pub mod_revision: Revision,
 }
 
@@ -30,8 +36,11 @@ pub struct KeyValue {
 /// whether more keys follow the last one returned (when a limit cut the list short).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListResult {
+    /// The items, in key order.
     pub kvs: Vec<KeyValue>,
+    /// The revision the list was read at.
     pub revision: Revision,
+    /// Whether keys after the last returned one match too (the limit cut the list short).
     pub more: bool,
 }
 
@@ -55,14 +64,22 @@ pub struct ListOptions {
 pub enum WatchEvent {
     /// The key was created (`prev` is `None`) or updated (`prev` is its former value).
     Put {
+        /// The key's new value.
         kv: KeyValue,
+        /// The key's value before this write, if it existed.
         prev: Option<KeyValue>,
     },
     /// The key was deleted; `prev` is the value it had, `revision` the deleting write.
-    Delete { prev: KeyValue, revision: Revision },
+    Delete {
+        /// The key's value before the delete.
+        prev: KeyValue,
+        /// The revision of the delete.
+        revision: Revision,
+    },
 }
 
 impl WatchEvent {
+    /// The revision of the write this event reports.
     pub fn revision(&self) -> Revision {
         match self {
             WatchEvent::Put { kv, .. } => kv.mod_revision,
@@ -70,6 +87,7 @@ impl WatchEvent {
         }
     }
 
+    /// The key this event is about.
     pub fn key(&self) -> &str {
         match self {
             WatchEvent::Put { kv, .. } => &kv.key,
@@ -82,36 +100,50 @@ impl WatchEvent {
 /// backend can no longer deliver history, or `Err(Unavailable)` if the backend went away.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
 
+/// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// A create found the key present.
     #[error("key {0} already exists")]
     AlreadyExists(String),
+    /// An update or delete found no such key.
     #[error("key {0} not found")]
     NotFound(String),
     /// A guarded update or delete found another revision than the one expected.
     #[error("key {key} was modified: expected revision {expected}, found {current}")]
     Conflict {
+        /// The key written.
         key: String,
+        /// The mod revision the caller expected.
         expected: Revision,
+        /// The key's actual mod revision.
         current: Revision,
     },
     /// The requested revision is older than the oldest one still retained.
     #[error("revision {requested} has been compacted (oldest retained {compacted})")]
     Compacted {
+        /// The revision asked for.
         requested: Revision,
+        /// The oldest revision still retained.
         compacted: Revision,
     },
+    /// The requested revision has not happened yet.
     #[error("revision {requested} is newer than the current revision {current}")]
     FutureRevision {
+        /// The revision asked for.
         requested: Revision,
+        /// The newest revision.
         current: Revision,
     },
+    /// The backend cannot be reached (or has been closed); retrying later may succeed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// Anything else: a bug, corruption or an unexpected backend answer.
     #[error("storage error: {0}")]
     Internal(String),
 }
 
+/// The result of a storage call.
 pub type Result<T> = std::result::Result<T, StorageError>;
 
 /// The one storage interface. Both backends implement it and pass `tests/conformance.rs`.

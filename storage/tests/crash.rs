@@ -17,6 +17,7 @@ use skiff_storage::embedded::{EmbeddedOptions, EmbeddedStore};
 use skiff_storage::{ListOptions, Storage};
 
 const WRITER_DIR_ENV: &str = "SKIFF_CRASH_WRITER_DIR";
+const QUICK_REPAIR_ENV: &str = "SKIFF_CRASH_QUICK_REPAIR";
 const ACKS_BEFORE_KILL: usize = 300;
 
 /// The child's side. In a normal test run (no environment variable) it passes at once.
@@ -25,10 +26,10 @@ fn crash_writer_child() {
     let Some(dir) = std::env::var_os(WRITER_DIR_ENV) else {
         return;
     };
+    let opts = options(std::env::var_os(QUICK_REPAIR_ENV).is_some());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let store =
-            Arc::new(EmbeddedStore::open(Path::new(&dir), EmbeddedOptions::default()).unwrap());
+        let store = Arc::new(EmbeddedStore::open(Path::new(&dir), opts).unwrap());
         // Several concurrent writers, so the kill can also land inside a group commit.
         let mut tasks = Vec::new();
         for t in 0..4 {
@@ -49,6 +50,13 @@ fn crash_writer_child() {
     });
 }
 
+fn options(quick_repair: bool) -> EmbeddedOptions {
+    EmbeddedOptions {
+        quick_repair,
+        ..Default::default()
+    }
+}
+
 /// Kills the child if the test fails before it does.
 struct KillOnDrop(Child);
 
@@ -61,8 +69,18 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    crash_and_check(false);
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_with_quick_repair() {
+    crash_and_check(true);
+}
+
+fn crash_and_check(quick_repair: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "--exact",
             "crash_writer_child",
@@ -70,6 +88,11 @@ fn acknowledged_writes_survive_sigkill() {
             "--test-threads=1",
         ])
         .env(WRITER_DIR_ENV, dir.path())
+        .env_remove(QUICK_REPAIR_ENV);
+    if quick_repair {
+        command.env(QUICK_REPAIR_ENV, "1");
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -114,7 +137,7 @@ fn acknowledged_writes_survive_sigkill() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let store = EmbeddedStore::open(dir.path(), options(quick_repair)).unwrap();
         let current = store.current_revision().await.unwrap();
         assert!(
             current >= max_acked,
