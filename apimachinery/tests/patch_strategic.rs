@@ -481,3 +481,30 @@ fn merge_patch_replaces_lists_and_deletes_nulls() {
         Err(PatchError::NotAnObject { what: "the patch" })
     ));
 }
+
+#[test]
+fn kubectl_apply_switches_a_volume_source_with_retain_keys() {
+    // Volumes have patchStrategy "merge,retainKeys": kubectl sends $retainKeys in the item
+    // so that the old source (emptyDir) is cleared when the config switches to a configMap.
+    let mut live = live_deployment();
+    live["spec"]["template"]["spec"]["volumes"] = json!([
+        {"name": "data", "emptyDir": {}},
+        {"name": "cache", "emptyDir": {"medium": "Memory"}}
+    ]);
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/volumes": [{"name": "data"}, {"name": "cache"}],
+        "volumes": [{
+            "$retainKeys": ["configMap", "name"],
+            "configMap": {"name": "settings"},
+            "name": "data"
+        }]
+    }}}});
+    let result = smp(&live, patch, DEPLOYMENT);
+    assert_eq!(
+        result["spec"]["template"]["spec"]["volumes"],
+        json!([
+            {"name": "data", "configMap": {"name": "settings"}},
+            {"name": "cache", "emptyDir": {"medium": "Memory"}}
+        ])
+    );
+}

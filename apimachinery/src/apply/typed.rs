@@ -447,3 +447,72 @@ fn remove_in(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::{Gvk, root};
+    use serde_json::json;
+
+    const POD: Gvk<'static> = Gvk::new("", "v1", "Pod");
+
+    fn names(object: &Value) -> Vec<&str> {
+        object["spec"]["containers"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    fn merged(live: &[&str], config: &[&str]) -> Vec<String> {
+        let containers = |names: &[&str]| -> Value {
+            json!({"spec": {"containers": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()}})
+        };
+        let result =
+            merge(&containers(live), &containers(config), root(&POD)).unwrap_or(Value::Null);
+        names(&result).into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn merged_lists_keep_live_items_in_place_and_follow_the_config_order() {
+        assert_eq!(merged(&["a", "b", "c"], &["d"]), ["a", "b", "c", "d"]);
+        assert_eq!(merged(&["a", "b", "c"], &["c", "a"]), ["b", "c", "a"]);
+        assert_eq!(merged(&["a", "b"], &["b", "a"]), ["b", "a"]);
+        assert_eq!(merged(&["a", "c"], &["a", "b", "c"]), ["a", "b", "c"]);
+        assert_eq!(merged(&[], &["x", "y"]), ["x", "y"]);
+    }
+
+    #[test]
+    fn compare_reports_added_modified_and_removed_leaves_and_items() {
+        let old = json!({"metadata": {"name": "p", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}, {"name": "d", "image": "y"}]}});
+        let new = json!({"metadata": {"name": "p", "labels": {"a": "2", "b": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "z"}], "nodeSelector": {"k": "v"}}});
+        let cmp = compare(&old, &new, root(&POD)).unwrap_or_default();
+        assert_eq!(
+            cmp.added.to_fields_v1(),
+            json!({"f:metadata": {"f:labels": {"f:b": {}}}, "f:spec": {"f:nodeSelector": {}}})
+        );
+        assert_eq!(
+            cmp.modified.to_fields_v1(),
+            json!({"f:metadata": {"f:labels": {"f:a": {}}},
+                "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {"f:image": {}}}}})
+        );
+        assert_eq!(
+            cmp.removed.to_fields_v1(),
+            json!({"f:spec": {"f:containers": {"k:{\"name\":\"d\"}": {".": {}, "f:image": {}, "f:name": {}}}}})
+        );
+    }
+
+    #[test]
+    fn removal_drops_maps_and_lists_it_empties() {
+        let mut object = json!({"metadata": {"labels": {"a": "1"}, "annotations": {}},
+            "spec": {"containers": [{"name": "c"}]}});
+        let set = crate::apply::FieldSet::from_fields_v1(&json!({
+            "f:metadata": {"f:labels": {"f:a": {}}},
+            "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {}}}
+        }))
+        .unwrap_or_default();
+        assert!(remove(&mut object, &set, root(&POD)).is_ok());
+        assert_eq!(object, json!({"metadata": {"annotations": {}}}));
+    }
+}
