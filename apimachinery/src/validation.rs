@@ -111,7 +111,7 @@ fn matches_dns1123_subdomain(value: &str) -> bool {
 
 /// `^[a-z]([-a-z0-9]*[a-z0-9])?$`
 fn matches_dns1035_label(value: &str) -> bool {
-    matches_dns1123_label(value) && value.as_bytes()[0].is_ascii_lowercase()
+    value.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && matches_dns1123_label(value)
 }
 
 /// `^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`
