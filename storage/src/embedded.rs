@@ -4,7 +4,7 @@
 //! replicate the same log:
 //!
 //! * every write is first *proposed*: its guard is checked against the current state and, if it
-//!   passes, it becomes a [`LogEntry`] with the next revision (a failed guard consumes no
+//!   passes, it becomes a log entry with the next revision (a failed guard consumes no
 //!   revision and writes nothing);
 //! * the entry is then *applied*: appended to the `log` table and folded into the `state`
 //!   table, in the same redb transaction that also records the new revision in `meta`.
@@ -727,6 +727,11 @@ impl Writer {
 
         match self.apply_batch(requests) {
             Ok(committed) => {
+                tracing::trace!(
+                    requests = replies.len(),
+                    revision = committed.revision,
+                    "committed batch"
+                );
                 self.shared.commits_ok.store(true, Ordering::Release);
                 self.shared
                     .current

@@ -29,7 +29,8 @@ const PROBE_KEY: &[u8] = b"\0";
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
     /// Every unary request (and the creation of a watch) fails with
-    /// [`StorageError::Unavailable`] if it has no answer by then.
+    /// [`StorageError::Unavailable`] if it has no answer by then. As with any timeout on a
+    /// remote write, the write may still have been applied.
     pub request_timeout: Duration,
     /// How long establishing a connection to an endpoint may take.
     pub connect_timeout: Duration,
@@ -89,9 +90,9 @@ fn classify(e: etcd_client::Error) -> Failure {
     }
 }
 
-/// For calls that name no revision: revision errors cannot happen, anything else maps plainly.
-fn plain(e: etcd_client::Error) -> StorageError {
-    match classify(e) {
+/// For calls that name no revision, where revision errors cannot happen.
+fn plain(f: Failure) -> StorageError {
+    match f {
         Failure::Unavailable(m) => StorageError::Unavailable(m),
         Failure::Compacted => StorageError::Internal("etcd: unexpected compaction error".into()),
         Failure::FutureRevision => {
@@ -161,7 +162,7 @@ impl EtcdStore {
             .with_keep_alive_while_idle(true);
         let client = Client::connect(endpoints, Some(connect))
             .await
-            .map_err(|e| StorageError::Unavailable(format!("connecting to etcd: {e}")))?;
+            .map_err(|e| plain(classify(e)))?;
         tracing::info!(?endpoints, "etcd store configured");
         Ok(EtcdStore {
             client,
@@ -189,13 +190,7 @@ impl EtcdStore {
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         self.call(|mut c| async move { c.txn(txn).await })
             .await
-            .map_err(|f| match f {
-                Failure::Unavailable(m) => StorageError::Unavailable(m),
-                Failure::Other(m) => StorageError::Internal(m),
-                Failure::Compacted | Failure::FutureRevision => {
-                    StorageError::Internal("etcd: unexpected revision error in a write".into())
-                }
-            })
+            .map_err(plain)
     }
 
     /// Whether a read at `revision` is still possible (not compacted).
@@ -237,11 +232,7 @@ impl Storage for EtcdStore {
         let resp = self
             .call(|mut c| async move { c.get(key, None).await })
             .await
-            .map_err(|f| match f {
-                Failure::Unavailable(m) => StorageError::Unavailable(m),
-                Failure::Other(m) => StorageError::Internal(m),
-                _ => StorageError::Internal("etcd: unexpected revision error in a get".into()),
-            })?;
+            .map_err(plain)?;
         resp.kvs().first().map(convert_kv).transpose()
     }
 
@@ -411,11 +402,7 @@ impl Storage for EtcdStore {
         let stream = self
             .call(|mut c| async move { c.watch(key, Some(options)).await })
             .await
-            .map_err(|f| match f {
-                Failure::Unavailable(m) => StorageError::Unavailable(m),
-                Failure::Other(m) => StorageError::Internal(m),
-                _ => StorageError::Internal("etcd: unexpected revision error in a watch".into()),
-            })?;
+            .map_err(plain)?;
         let state = EtcdWatch {
             stream,
             pending: VecDeque::new(),
@@ -455,11 +442,7 @@ impl Storage for EtcdStore {
                     .await
             })
             .await
-            .map_err(|f| match f {
-                Failure::Unavailable(m) => StorageError::Unavailable(m),
-                Failure::Other(m) => StorageError::Internal(m),
-                _ => StorageError::Internal("etcd: unexpected revision error".into()),
-            })?;
+            .map_err(plain)?;
         resp.header()
             .map(|h| h.revision())
             .ok_or_else(|| StorageError::Internal("etcd response without a header".into()))
@@ -556,7 +539,7 @@ impl EtcdWatch {
                 }
                 Err(e) => {
                     self.finished = true;
-                    return Some(Err(plain(e)));
+                    return Some(Err(plain(classify(e))));
                 }
             }
         }
