@@ -757,9 +757,9 @@ mod tests {
     fn adding_containers_is_forbidden() {
         let old = created(json!({"containers": [{"name": "c", "image": "nginx"}]}));
         let mut new = old.clone();
-        new["spec"]["containers"]
-            .as_array_mut()
-            .map(|a| a.push(json!({"name": "d", "image": "x"})));
+        if let Some(a) = new["spec"]["containers"].as_array_mut() {
+            a.push(json!({"name": "d", "image": "x"}));
+        }
         assert_eq!(
             messages(&PodStrategy.validate_update(&new, &old)),
             vec!["spec.containers: Forbidden: pod updates may not add or remove containers"]

@@ -186,11 +186,11 @@ fn default_volume(vol: &mut Value) {
             }
         }
     }
-    if let Some(img) = m.get_mut("image").filter(|s| s.is_object()) {
-        if str_of(img, "pullPolicy").is_empty() {
-            let policy = pull_policy_for(str_of(img, "reference"));
-            img["pullPolicy"] = json!(policy);
-        }
+    if let Some(img) = m.get_mut("image").filter(|s| s.is_object())
+        && str_of(img, "pullPolicy").is_empty()
+    {
+        let policy = pull_policy_for(str_of(img, "reference"));
+        img["pullPolicy"] = json!(policy);
     }
     if let Some(iscsi) = m.get_mut("iscsi").filter(|s| s.is_object()) {
         default_str(iscsi, "iscsiInterface", "default");
@@ -413,7 +413,7 @@ fn qos_of(all: &[Value], pod_level: bool) -> &'static str {
                 continue;
             };
             if let Some(q) = quantity::parse_value(q).filter(|q| q.nanos > 0) {
-                let sum = requests.get(name).map_or(q, |prev| prev.add(q));
+                let sum = requests.get(name).map_or(q, |prev| prev.plus(q));
                 requests.insert(name, sum);
             }
         }
@@ -424,7 +424,7 @@ fn qos_of(all: &[Value], pod_level: bool) -> &'static str {
             };
             if let Some(q) = quantity::parse_value(q).filter(|q| q.nanos > 0) {
                 found.insert(name);
-                let sum = limits.get(name).map_or(q, |prev| prev.add(q));
+                let sum = limits.get(name).map_or(q, |prev| prev.plus(q));
                 limits.insert(name, sum);
             }
         }
@@ -793,13 +793,11 @@ fn validate_volume_source(vol: &Value, p: &str) -> Vec<FieldError> {
                 }
             }
             "csi" => required("driver", &mut errs),
-            "ephemeral" => {
-                if !has(s, "volumeClaimTemplate") {
-                    errs.push(FieldError::required(
-                        format!("{sp}.volumeClaimTemplate"),
-                        "",
-                    ));
-                }
+            "ephemeral" if !has(s, "volumeClaimTemplate") => {
+                errs.push(FieldError::required(
+                    format!("{sp}.volumeClaimTemplate"),
+                    "",
+                ));
             }
             "emptyDir" => {
                 if let Some(q) = s.get("sizeLimit").and_then(quantity::parse_value)
@@ -1705,10 +1703,8 @@ fn validate_handler(
         }
         count += 1;
         match *kind {
-            "exec" => {
-                if is_empty(x, "command") {
-                    errs.push(FieldError::required(format!("{kp}.command"), ""));
-                }
+            "exec" if is_empty(x, "command") => {
+                errs.push(FieldError::required(format!("{kp}.command"), ""));
             }
             "httpGet" => {
                 if str_of(x, "path").is_empty() {

@@ -94,7 +94,7 @@ impl Quantity {
         self.nanos.cmp(&other.nanos)
     }
 
-    pub fn add(self, other: Quantity) -> Quantity {
+    pub fn plus(self, other: Quantity) -> Quantity {
         Quantity {
             nanos: self.nanos.saturating_add(other.nanos),
             format: self.format,
@@ -119,7 +119,7 @@ impl Quantity {
         if format == Format::BinarySI {
             let mut n = magnitude / NANO as u128;
             let mut pow = 0;
-            while n % 1024 == 0 && pow < 6 {
+            while n.is_multiple_of(1024) && pow < 6 {
                 n /= 1024;
                 pow += 1;
             }
@@ -128,7 +128,7 @@ impl Quantity {
         }
         let mut mantissa = magnitude;
         let mut exp: i32 = -9;
-        while mantissa % 10 == 0 {
+        while mantissa.is_multiple_of(10) {
             mantissa /= 10;
             exp += 1;
         }

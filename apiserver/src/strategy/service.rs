@@ -65,23 +65,18 @@ impl Strategy for ServiceStrategy {
             return;
         };
         default_str(spec, "sessionAffinity", "None");
-        match str_of(spec, "sessionAffinity") {
-            "None" => {
-                if let Some(m) = spec.as_object_mut() {
-                    m.remove("sessionAffinityConfig");
-                }
-            }
-            "ClientIP" => {
-                if at(
-                    spec,
-                    &["sessionAffinityConfig", "clientIP", "timeoutSeconds"],
-                )
-                .is_null()
-                {
-                    spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 10800}});
-                }
-            }
-            _ => {}
+        let affinity = str_of(spec, "sessionAffinity").to_string();
+        let timeout_unset = at(
+            spec,
+            &["sessionAffinityConfig", "clientIP", "timeoutSeconds"],
+        )
+        .is_null();
+        if affinity == "None"
+            && let Some(m) = spec.as_object_mut()
+        {
+            m.remove("sessionAffinityConfig");
+        } else if affinity == "ClientIP" && timeout_unset {
+            spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 10800}});
         }
         default_str(spec, "type", "ClusterIP");
         for port in each_mut(spec, "ports") {
@@ -313,10 +308,11 @@ fn patch_allocated_values(new: &mut Value, old: &Value) {
             }
         }
     }
-    if keep_hc && int_of(spec, "healthCheckNodePort").unwrap_or(0) == 0 {
-        if let Some(hc) = old_spec.get("healthCheckNodePort") {
-            spec["healthCheckNodePort"] = hc.clone();
-        }
+    if keep_hc
+        && int_of(spec, "healthCheckNodePort").unwrap_or(0) == 0
+        && let Some(hc) = old_spec.get("healthCheckNodePort")
+    {
+        spec["healthCheckNodePort"] = hc.clone();
     }
 }
 

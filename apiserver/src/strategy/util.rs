@@ -62,10 +62,10 @@ pub fn set_default(v: &mut Value, key: &str, value: Value) {
 
 /// Set a string field when it is unset or empty (Go defaults test `== ""`).
 pub fn default_str(v: &mut Value, key: &str, value: &str) {
-    if str_of(v, key).is_empty() {
-        if let Some(m) = v.as_object_mut() {
-            m.insert(key.to_string(), Value::String(value.to_string()));
-        }
+    if str_of(v, key).is_empty()
+        && let Some(m) = v.as_object_mut()
+    {
+        m.insert(key.to_string(), Value::String(value.to_string()));
     }
 }
 

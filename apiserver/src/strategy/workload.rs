@@ -760,10 +760,11 @@ impl Strategy for JobStrategy {
 /// `SetDefaults_Job`: a Job without labels takes its template's.
 fn copy_template_labels(obj: &mut Value) {
     let template_labels = at(obj, &["spec", "template", "metadata", "labels"]).clone();
-    if template_labels.is_object() && is_empty(at(obj, &["metadata"]), "labels") {
-        if let Some(meta) = child_obj(obj, "metadata") {
-            meta["labels"] = template_labels;
-        }
+    if template_labels.is_object()
+        && is_empty(at(obj, &["metadata"]), "labels")
+        && let Some(meta) = child_obj(obj, "metadata")
+    {
+        meta["labels"] = template_labels;
     }
 }
 
