@@ -77,6 +77,10 @@ impl Strategy for PodStrategy {
                 "must set spec.nodeName if mirror pod annotation is set",
             ));
         }
+        errs.extend(podspec::validate_pod_annotations(
+            annotations,
+            "metadata.annotations",
+        ));
         errs.extend(podspec::validate_pod_spec(spec, "spec", SpecKind::Pod));
         if str_of(spec, "serviceAccountName").is_empty() {
             for (vi, vol) in arr_of(spec, "volumes").iter().enumerate() {
@@ -114,10 +118,12 @@ impl Strategy for PodStrategy {
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        validate_pod_update(
+        let mut errs = validate_mirror_annotation(new, old);
+        errs.extend(validate_pod_update(
             new.get("spec").unwrap_or(&Value::Null),
             old.get("spec").unwrap_or(&Value::Null),
-        )
+        ));
+        errs
     }
 
     fn validate_status_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
@@ -149,6 +155,32 @@ impl Strategy for PodStrategy {
             }
             _ => field_value(obj, label),
         }
+    }
+}
+
+/// A Pod cannot become or stop being a mirror pod.
+fn validate_mirror_annotation(new: &Value, old: &Value) -> Vec<FieldError> {
+    let path = format!("metadata.annotations[{MIRROR_POD_ANNOTATION}]");
+    let get = |o: &Value| {
+        at(o, &["metadata", "annotations"])
+            .get(MIRROR_POD_ANNOTATION)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match (get(new), get(old)) {
+        (Some(n), Some(o)) if n != o => vec![FieldError::forbidden(
+            path,
+            "may not remove or update mirror pod annotation",
+        )],
+        (None, Some(_)) => vec![FieldError::forbidden(
+            path,
+            "may not remove or update mirror pod annotation",
+        )],
+        (Some(_), None) => vec![FieldError::forbidden(
+            path,
+            "may not add mirror pod annotation",
+        )],
+        _ => Vec::new(),
     }
 }
 
@@ -802,6 +834,30 @@ mod tests {
         );
         assert_eq!(PodStrategy.field_label_value(&p, "status.phase"), "Pending");
         assert_eq!(PodStrategy.field_label_value(&p, "spec.nodeName"), "");
+    }
+
+    #[test]
+    fn annotations_with_meaning() {
+        let mut p = pod(json!({"containers": [{"name": "c", "image": "i"}]}));
+        p["metadata"]["annotations"] =
+            json!({"controller.kubernetes.io/pod-deletion-cost": "lots"});
+        PodStrategy.default(&mut p);
+        PodStrategy.prepare_for_create(&mut p);
+        assert_eq!(
+            messages(&PodStrategy.validate(&p)),
+            vec![
+                "metadata.annotations[controller.kubernetes.io/pod-deletion-cost]: Invalid value: \"lots\": must be a 32bit integer"
+            ]
+        );
+        let old = created(json!({"containers": [{"name": "c", "image": "i"}]}));
+        let mut new = old.clone();
+        new["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        assert_eq!(
+            messages(&PodStrategy.validate_update(&new, &old)),
+            vec![
+                "metadata.annotations[kubernetes.io/config.mirror]: Forbidden: may not add mirror pod annotation"
+            ]
+        );
     }
 
     #[test]

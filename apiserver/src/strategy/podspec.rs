@@ -472,6 +472,10 @@ pub fn validate_template(template: &Value, path: &str, kind: SpecKind) -> Vec<Fi
         meta.get("annotations").unwrap_or(&Value::Null),
         &format!("{path}.annotations"),
     ));
+    errs.extend(validate_pod_annotations(
+        meta.get("annotations").unwrap_or(&Value::Null),
+        &format!("{path}.annotations"),
+    ));
     let spec = template.get("spec").unwrap_or(&Value::Null);
     let spec_path = format!("{path}.spec");
     errs.extend(validate_pod_spec(spec, &spec_path, kind));
@@ -482,6 +486,22 @@ pub fn validate_template(template: &Value, path: &str, kind: SpecKind) -> Vec<Fi
         ));
     }
     errs
+}
+
+/// Pod annotations with meaning (`ValidatePodSpecificAnnotations`): the deletion cost must
+/// be an int32.
+pub fn validate_pod_annotations(annotations: &Value, path: &str) -> Vec<FieldError> {
+    const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+    match annotations.get(DELETION_COST).and_then(Value::as_str) {
+        Some(cost) if cost.parse::<i32>().is_err() || cost.starts_with('+') => {
+            vec![FieldError::invalid(
+                format!("{path}[{DELETION_COST}]"),
+                cost,
+                "must be a 32bit integer",
+            )]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Upstream's `ValidatePodSpec` for the spec at `path`.
