@@ -9,9 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
-use skiff_apimachinery::{fields, labels, patch, validation};
-
-use crate::fieldmanager as apply;
+use skiff_apimachinery::{apply, fields, labels, patch, validation};
 use skiff_storage::{ListOptions, Revision, StorageError};
 
 use crate::admission::AdmissionRequest;
@@ -247,13 +245,13 @@ pub struct Filter {
 
 impl Filter {
     fn parse(res: &Resource, query: &HashMap<String, String>) -> ApiResult<Filter> {
-        let labels = match query.get("labelSelector").map(|s| s.trim()) {
-            Some(s) if !s.is_empty() => Some(
-                labels::Selector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
-            ),
-            _ => None,
-        };
+        let labels =
+            match query.get("labelSelector").map(|s| s.trim()) {
+                Some(s) if !s.is_empty() => Some(labels::Selector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                _ => None,
+            };
         let fields = match query.get("fieldSelector").map(|s| s.trim()) {
             Some(s) if !s.is_empty() => {
                 let sel = fields::FieldSelector::parse(s)
@@ -297,9 +295,7 @@ fn encode_continue(revision: Revision, last_key: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
-    let bad = || {
-        ApiError::bad_request(format!("continue key is not valid: {token}"))
-    };
+    let bad = || ApiError::bad_request(format!("continue key is not valid: {token}"));
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
@@ -310,9 +306,8 @@ fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
 }
 
 fn parse_rv(s: &str) -> ApiResult<Revision> {
-    s.parse::<Revision>().map_err(|_| {
-        ApiError::bad_request(format!("invalid resource version: {s:?}"))
-    })
+    s.parse::<Revision>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))
 }
 
 impl ApiServer {
@@ -327,10 +322,7 @@ impl ApiServer {
         let res = req.resource;
         let ns = req.namespace.as_deref();
         // A namespaced resource asked for in no namespace is a list/watch across all of them.
-        if res.namespaced
-            && ns.is_none()
-            && !matches!(req.verb, Verb::List | Verb::Watch)
-        {
+        if res.namespaced && ns.is_none() && !matches!(req.verb, Verb::List | Verb::Watch) {
             return Err(ApiError::new(
                 404,
                 "NotFound",
@@ -351,10 +343,16 @@ impl ApiServer {
             }
             (Verb::Get, Some(Subresource::Scale)) => {
                 let stored = self.get_stored(res, ns, &name).await?;
-                Ok(json_response(StatusCode::OK, &to_scale(res, &stored.object)))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &to_scale(res, &stored.object),
+                ))
             }
             (Verb::List, _) => self.list(res, ns, query, render, &include).await,
-            (Verb::Watch, _) => self.watch(res, ns, req.name.as_deref(), query, render, &include).await,
+            (Verb::Watch, _) => {
+                self.watch(res, ns, req.name.as_deref(), query, render, &include)
+                    .await
+            }
             (Verb::Create, Some(Subresource::Binding)) => {
                 let body = parse_body(&content_type(headers), &body)?;
                 self.bind(res, ns, &name, body).await
@@ -363,7 +361,11 @@ impl ApiServer {
                 let mut ctx = WriteContext::from_request(query, headers, FieldValidation::Warn)?;
                 let body = parse_body(&content_type(headers), &body)?;
                 let created = self.create_with(res, ns, body, &mut ctx).await?;
-                let status = if ctx.dry_run { StatusCode::CREATED } else { StatusCode::CREATED };
+                let status = if ctx.dry_run {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::CREATED
+                };
                 let mut resp = self.render_one(res, &created, render, &include);
                 *resp.status_mut() = status;
                 Ok(with_warnings(resp, &ctx.warnings))
@@ -372,9 +374,15 @@ impl ApiServer {
                 let mut ctx = WriteContext::from_request(query, headers, FieldValidation::Warn)?;
                 let body = parse_body(&content_type(headers), &body)?;
                 let (obj, created) = if sub == Some(Subresource::Scale) {
-                    (self.update_scale(res, ns, &name, body, &mut ctx).await?, false)
+                    (
+                        self.update_scale(res, ns, &name, body, &mut ctx).await?,
+                        false,
+                    )
                 } else {
-                    (self.update(res, ns, &name, body, sub, &mut ctx).await?, false)
+                    (
+                        self.update(res, ns, &name, body, sub, &mut ctx).await?,
+                        false,
+                    )
                 };
                 let mut resp = if sub == Some(Subresource::Scale) {
                     json_response(StatusCode::OK, &obj)
@@ -414,7 +422,11 @@ impl ApiServer {
                     });
                     return Ok(json_response(StatusCode::OK, &status));
                 }
-                let code = if finished { StatusCode::OK } else { StatusCode::ACCEPTED };
+                let code = if finished {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                };
                 let mut resp = self.render_one(res, &obj, render, &include);
                 *resp.status_mut() = if opts.dry_run { StatusCode::OK } else { code };
                 if !finished {
@@ -429,7 +441,9 @@ impl ApiServer {
                 let page = self.read_list(res, ns, None).await?;
                 let mut deleted = Vec::new();
                 for item in page.items.iter().filter(|s| filter.matches(&s.object)) {
-                    let name = meta_str(&item.object, "name").unwrap_or_default().to_string();
+                    let name = meta_str(&item.object, "name")
+                        .unwrap_or_default()
+                        .to_string();
                     let item_ns = meta_str(&item.object, "namespace").map(str::to_string);
                     match self.delete(res, item_ns.as_deref(), &name, &opts).await {
                         Ok((obj, _)) => deleted.push(obj),
@@ -453,7 +467,13 @@ impl ApiServer {
         }
     }
 
-    fn render_one(&self, res: &Resource, obj: &Value, render: Rendering, include: &str) -> Response {
+    fn render_one(
+        &self,
+        res: &Resource,
+        obj: &Value,
+        render: Rendering,
+        include: &str,
+    ) -> Response {
         let body = match render {
             Rendering::Object => obj.clone(),
             Rendering::Metadata => partial_metadata(obj),
@@ -512,7 +532,10 @@ impl ApiServer {
                 .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?
                 .max(0) as usize,
         };
-        let rv = query.get("resourceVersion").map(String::as_str).unwrap_or("");
+        let rv = query
+            .get("resourceVersion")
+            .map(String::as_str)
+            .unwrap_or("");
         let rv_match = query
             .get("resourceVersionMatch")
             .map(String::as_str)
@@ -643,13 +666,23 @@ impl ApiServer {
     /// then answers 504 as upstream does.
     async fn wait_for_revision(&self, rev: Revision) -> ApiResult<()> {
         for _ in 0..30 {
-            let current = self.store.raw().current_revision().await.map_err(ApiError::storage)?;
+            let current = self
+                .store
+                .raw()
+                .current_revision()
+                .await
+                .map_err(ApiError::storage)?;
             if current >= rev {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let current = self.store.raw().current_revision().await.map_err(ApiError::storage)?;
+        let current = self
+            .store
+            .raw()
+            .current_revision()
+            .await
+            .map_err(ApiError::storage)?;
         Err(ApiError::storage(StorageError::FutureRevision {
             requested: rev,
             current,
@@ -728,13 +761,19 @@ impl ApiServer {
 
     fn validate_meta(&self, res: &Resource, obj: &Value) -> Vec<validation::FieldError> {
         let strategy = res.strategy;
-        validation::validate_object_meta(&obj["metadata"], res.namespaced, |n: &str, prefix: bool| {
-            // A generateName prefix may end in '-', as upstream's maskTrailingDash allows.
-            match n.strip_suffix('-') {
-                Some(stem) if prefix && !stem.is_empty() => strategy.validate_name(&format!("{stem}a")),
-                _ => strategy.validate_name(n),
-            }
-        })
+        validation::validate_object_meta(
+            &obj["metadata"],
+            res.namespaced,
+            |n: &str, prefix: bool| {
+                // A generateName prefix may end in '-', as upstream's maskTrailingDash allows.
+                match n.strip_suffix('-') {
+                    Some(stem) if prefix && !stem.is_empty() => {
+                        strategy.validate_name(&format!("{stem}a"))
+                    }
+                    _ => strategy.validate_name(n),
+                }
+            },
+        )
     }
 
     async fn create_with(
@@ -829,9 +868,8 @@ impl ApiServer {
                 .in_use(&self.store, None)
                 .await
                 .map_err(ApiError::storage)?;
-            allocator::allocate(&self.allocator, &mut used, &mut obj, None).map_err(|e| {
-                alloc_error(res, &name, e)
-            })?;
+            allocator::allocate(&self.allocator, &mut used, &mut obj, None)
+                .map_err(|e| alloc_error(res, &name, e))?;
             _allocation_lock = Some(used);
         }
         if ctx.dry_run {
@@ -879,7 +917,8 @@ impl ApiServer {
         {
             return Err(ApiError::modified(subject(res, name)));
         }
-        self.write_update(res, ns, name, obj, current, sub, ctx).await
+        self.write_update(res, ns, name, obj, current, sub, ctx)
+            .await
     }
 
     /// The common tail of PUT, patch and apply: carry over what the endpoint may not change,
@@ -989,7 +1028,13 @@ impl ApiServer {
             // Nothing changed: no write, no new resourceVersion, as upstream.
             return Ok(current.object);
         }
-        obj = apply::update_managed_fields(Some(old), &obj, &ctx.field_manager, &gvk(res), &now_rfc3339());
+        obj = apply::update_managed_fields(
+            Some(old),
+            &obj,
+            &ctx.field_manager,
+            &gvk(res),
+            &now_rfc3339(),
+        );
         // An object being deleted goes once its last finalizer is removed.
         if old["metadata"].get("deletionTimestamp").is_some() && finalizers_empty(&obj) {
             if ctx.dry_run {
@@ -1028,7 +1073,12 @@ impl ApiServer {
         force: bool,
         ctx: &mut WriteContext,
     ) -> ApiResult<(Value, bool)> {
-        let ct = content_type.split(';').next().unwrap_or("").trim().to_string();
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         let patch_doc: Value = match ct.as_str() {
             "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
                 parse_body("application/apply-patch+yaml", body)?
@@ -1040,7 +1090,9 @@ impl ApiServer {
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+                    ),
                 ));
             }
         };
@@ -1083,14 +1135,26 @@ impl ApiServer {
                     .write_scale(res, ns, name, current, &patched, ctx)
                     .await;
                 match result {
-                    Err(e) if e.reason == "Conflict" && patched["metadata"].get("resourceVersion").is_none() => continue,
+                    Err(e)
+                        if e.reason == "Conflict"
+                            && patched["metadata"].get("resourceVersion").is_none() =>
+                    {
+                        continue;
+                    }
                     other => return other.map(|v| (v, false)),
                 }
             }
             let live = current.object.clone();
             let patched = if is_apply {
-                apply::apply(Some(&live), &patch_doc, &ctx.field_manager, force, &gvk(res), &now_rfc3339())
-                    .map_err(|e| apply_error(res, name, e))?
+                apply::apply(
+                    Some(&live),
+                    &patch_doc,
+                    &ctx.field_manager,
+                    force,
+                    &gvk(res),
+                    &now_rfc3339(),
+                )
+                .map_err(|e| apply_error(res, name, e))?
             } else {
                 apply_patch_doc(&ct, &live, &patch_doc, Some(res))?
             };
@@ -1104,10 +1168,16 @@ impl ApiServer {
             }
             let mut patched = patched;
             if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.insert("resourceVersion".into(), json!(current.revision.to_string()));
+                m.insert(
+                    "resourceVersion".into(),
+                    json!(current.revision.to_string()),
+                );
             }
             let decoded = self.decode(res, patched, ctx)?;
-            match self.write_update(res, ns, name, decoded, current, sub, ctx).await {
+            match self
+                .write_update(res, ns, name, decoded, current, sub, ctx)
+                .await
+            {
                 Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
                 other => return other.map(|v| (v, false)),
             }
@@ -1144,9 +1214,9 @@ impl ApiServer {
     ) -> ApiResult<Value> {
         let replicas = match &scale["spec"]["replicas"] {
             Value::Null => 0,
-            v => v.as_i64().ok_or_else(|| {
-                ApiError::bad_request("Scale.spec.replicas must be an integer")
-            })?,
+            v => v
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("Scale.spec.replicas must be an integer"))?,
         };
         if replicas < 0 {
             return Err(ApiError::invalid(
@@ -1162,7 +1232,9 @@ impl ApiServer {
         }
         let mut obj = current.object.clone();
         obj["spec"]["replicas"] = json!(replicas);
-        let updated = self.write_update(res, ns, name, obj, current, None, ctx).await?;
+        let updated = self
+            .write_update(res, ns, name, obj, current, None, ctx)
+            .await?;
         Ok(to_scale(res, &updated))
     }
 
@@ -1185,8 +1257,14 @@ impl ApiServer {
         }
         for _ in 0..8 {
             let current = self.get_stored(res, ns, name).await?;
-            if current.object["metadata"].get("deletionTimestamp").is_some() {
-                return Err(ApiError::conflict(subject(res, name), "pod is being deleted, cannot be assigned to a host"));
+            if current.object["metadata"]
+                .get("deletionTimestamp")
+                .is_some()
+            {
+                return Err(ApiError::conflict(
+                    subject(res, name),
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
             let assigned = current.object["spec"]["nodeName"].as_str().unwrap_or("");
             if !assigned.is_empty() {
@@ -1360,7 +1438,9 @@ fn finalizers_empty(obj: &Value) -> bool {
         .as_array()
         .is_none_or(|a| a.is_empty())
         && (obj["kind"] != "Namespace"
-            || obj["spec"]["finalizers"].as_array().is_none_or(|a| a.is_empty()))
+            || obj["spec"]["finalizers"]
+                .as_array()
+                .is_none_or(|a| a.is_empty()))
 }
 
 fn strip_managed_times(obj: &Value) -> Value {
@@ -1382,7 +1462,12 @@ fn gvk(res: &Resource) -> patch::Gvk<'static> {
     patch::Gvk::new(res.group, res.version, res.kind)
 }
 
-fn apply_patch_doc(ct: &str, doc: &Value, patch_doc: &Value, res: Option<&Resource>) -> ApiResult<Value> {
+fn apply_patch_doc(
+    ct: &str,
+    doc: &Value,
+    patch_doc: &Value,
+    res: Option<&Resource>,
+) -> ApiResult<Value> {
     let result = match ct {
         "application/json-patch+json" => patch::json_patch(doc, patch_doc),
         "application/merge-patch+json" => patch::merge_patch(doc, patch_doc),
@@ -1395,30 +1480,21 @@ fn apply_patch_doc(ct: &str, doc: &Value, patch_doc: &Value, res: Option<&Resour
 }
 
 fn apply_error(res: &Resource, name: &str, e: apply::ApplyError) -> ApiError {
-    match e {
+    match &e {
         apply::ApplyError::Conflicts(conflicts) => {
-            let n = conflicts.len();
-            let lines: Vec<String> = conflicts
-                .iter()
-                .map(|c| format!("- conflict with \"{}\": {}", c.manager, c.field_path))
-                .collect();
             let causes: Vec<Value> = conflicts
                 .iter()
-                .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field_path}))
+                .map(|c| {
+                    json!({"reason": "FieldManagerConflict",
+                           "message": format!("conflict with {}", c.manager_description()),
+                           "field": c.field_path})
+                })
                 .collect();
-            let mut err = ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Apply failed with {n} conflict{}: {}",
-                    if n == 1 { "" } else { "s" },
-                    lines.join("\n")
-                ),
-            );
+            let mut err = ApiError::new(409, "Conflict", e.to_string());
             err.details = Some(json!({"name": name, "group": res.group, "kind": res.plural, "causes": causes}));
             err
         }
-        other => ApiError::new(422, "Invalid", other.to_string()),
+        _ => ApiError::new(422, "Invalid", e.to_string()),
     }
 }
 
@@ -1427,7 +1503,9 @@ fn alloc_error(res: &Resource, name: &str, e: allocator::AllocationError) -> Api
         res.kind,
         res.group,
         name,
-        &[validation::FieldError::invalid(&e.field, &e.value, &e.detail)],
+        &[validation::FieldError::invalid(
+            &e.field, &e.value, &e.detail,
+        )],
     )
 }
 
@@ -1613,9 +1691,10 @@ impl ApiServer {
             Some(parse_rv(&rv)?)
         };
         let timeout = match query.get("timeoutSeconds") {
-            Some(t) => std::time::Duration::from_secs(t.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}"))
-            })?),
+            Some(t) => std::time::Duration::from_secs(
+                t.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?,
+            ),
             None => {
                 use rand::Rng;
                 // As upstream: somewhere between the minimum request timeout and twice it.
@@ -1627,7 +1706,10 @@ impl ApiServer {
             namespace_prefix: Self::list_prefix(res, ns),
             render,
             include: include.to_string(),
-            bookmarks: matches!(query.get("allowWatchBookmarks").map(String::as_str), Some("true")),
+            bookmarks: matches!(
+                query.get("allowWatchBookmarks").map(String::as_str),
+                Some("true")
+            ),
         });
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(256);
         let server = Arc::clone(self);
@@ -1638,8 +1720,10 @@ impl ApiServer {
         });
         let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
         let mut resp = (StatusCode::OK, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp.headers_mut().insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, private"),
@@ -1666,7 +1750,11 @@ impl ApiServer {
                         return;
                     }
                 };
-                for item in page.items.iter().filter(|s| params.filter.matches(&s.object)) {
+                for item in page
+                    .items
+                    .iter()
+                    .filter(|s| params.filter.matches(&s.object))
+                {
                     let ev = wire_event("ADDED", &params.shape(res, &item.object));
                     if tx.send(Ok(ev)).await.is_err() {
                         return;

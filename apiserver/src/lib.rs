@@ -10,7 +10,6 @@ pub mod allocator;
 pub mod auth;
 pub mod discovery;
 pub mod error;
-pub mod fieldmanager;
 pub mod handlers;
 pub mod objects;
 pub mod openapi;

@@ -115,6 +115,8 @@ impl Server {
     }
 
     pub async fn client(&self) -> kube::Client {
+        // kube and reqwest together enable two rustls providers; pick ring once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = kube::Config::new(self.url.parse().expect("server url"));
         kube::Client::try_from(config).expect("kube client")
     }
