@@ -100,10 +100,17 @@ impl ServiceAllocator {
             .await?;
         let mut ips = HashSet::new();
         let mut node_ports = HashSet::new();
-        for svc in page.items.iter().filter(|s| Some(s.key.as_str()) != except_key) {
+        for svc in page
+            .items
+            .iter()
+            .filter(|s| Some(s.key.as_str()) != except_key)
+        {
             let spec = &svc.object["spec"];
             if let Some(list) = spec["clusterIPs"].as_array() {
-                ips.extend(list.iter().filter_map(|v| v.as_str()?.parse::<Ipv4Addr>().ok()));
+                ips.extend(
+                    list.iter()
+                        .filter_map(|v| v.as_str()?.parse::<Ipv4Addr>().ok()),
+                );
             }
             if let Some(ip) = spec["clusterIP"].as_str().and_then(|s| s.parse().ok()) {
                 ips.insert(ip);
@@ -149,10 +156,15 @@ pub fn allocate(
     svc: &mut Value,
     old: Option<&Value>,
 ) -> Result<(), AllocationError> {
-    let svc_type = svc["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
+    let svc_type = svc["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
     if svc_type != "ExternalName" {
         let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
-        let old_ip = old.and_then(|o| o["spec"]["clusterIP"].as_str()).unwrap_or("");
+        let old_ip = old
+            .and_then(|o| o["spec"]["clusterIP"].as_str())
+            .unwrap_or("");
         let ip = if requested == "None" {
             "None".to_string()
         } else if !requested.is_empty() {
@@ -211,7 +223,9 @@ pub fn allocate(
                 match p["nodePort"].as_u64() {
                     Some(n) => {
                         let kept = old_ports.iter().any(|(_, o)| *o == n);
-                        let n16 = u16::try_from(n).ok().filter(|n| NODE_PORT_RANGE.contains(n));
+                        let n16 = u16::try_from(n)
+                            .ok()
+                            .filter(|n| NODE_PORT_RANGE.contains(n));
                         match n16 {
                             None => {
                                 return Err(AllocationError {
@@ -238,17 +252,22 @@ pub fn allocate(
                     }
                     None => {
                         let port = p["port"].as_i64();
-                        let reuse = old_ports.iter().find(|(op, _)| Some(*op) == port).map(|(_, n)| *n);
+                        let reuse = old_ports
+                            .iter()
+                            .find(|(op, _)| Some(*op) == port)
+                            .map(|(_, n)| *n);
                         let n = match reuse {
                             Some(n) => n,
                             None => {
-                                let n = alloc.next_node_port(&used.node_ports).ok_or_else(|| {
-                                    AllocationError {
-                                        field: format!("spec.ports[{i}].nodePort"),
-                                        value: String::new(),
-                                        detail: "failed to allocate a nodePort: range is full".into(),
-                                    }
-                                })?;
+                                let n =
+                                    alloc.next_node_port(&used.node_ports).ok_or_else(|| {
+                                        AllocationError {
+                                            field: format!("spec.ports[{i}].nodePort"),
+                                            value: String::new(),
+                                            detail: "failed to allocate a nodePort: range is full"
+                                                .into(),
+                                        }
+                                    })?;
                                 used.node_ports.insert(n);
                                 u64::from(n)
                             }

@@ -150,7 +150,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
+            ),
         )
     }
 
@@ -171,18 +173,21 @@ impl ApiError {
     /// Map a storage failure not about one object (lists, watches).
     pub fn storage(err: StorageError) -> Self {
         match err {
-            StorageError::Compacted { requested, compacted } => Self::gone(format!(
+            StorageError::Compacted {
+                requested,
+                compacted,
+            } => Self::gone(format!(
                 "The resourceVersion for the provided list is too old: requested {requested}, oldest retained {compacted}"
             )),
             StorageError::FutureRevision { requested, current } => {
                 let mut e = Self::new(
                     504,
                     "Timeout",
-                    format!(
-                        "Too large resource version: {requested}, current: {current}"
-                    ),
+                    format!("Too large resource version: {requested}, current: {current}"),
                 );
-                e.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+                e.details = Some(
+                    json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+                );
                 e
             }
             StorageError::Unavailable(m) => Self::new(503, "ServiceUnavailable", m),
@@ -217,6 +222,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.status_json().to_string();
-        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            code,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }

@@ -63,16 +63,20 @@ pub enum Target {
 }
 
 fn not_found_path(path: &str) -> ApiError {
-    ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+    ApiError::new(
+        404,
+        "NotFound",
+        format!("the server could not find the requested resource ({path})"),
+    )
 }
 
 /// Parse `/api/...` and `/apis/...` paths.
-pub fn parse(
-    method: &Method,
-    path: &str,
-    query: &HashMap<String, String>,
-) -> ApiResult<Target> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+pub fn parse(method: &Method, path: &str, query: &HashMap<String, String>) -> ApiResult<Target> {
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Ok(Target::Discovery(DiscoveryPath::CoreVersions)),
         ["apis"] => return Ok(Target::Discovery(DiscoveryPath::Groups)),
@@ -120,7 +124,11 @@ pub fn parse(
     let subresource = match sub {
         None => None,
         Some(s) => {
-            let found = resource.subresources.iter().copied().find(|r| r.name() == s);
+            let found = resource
+                .subresources
+                .iter()
+                .copied()
+                .find(|r| r.name() == s);
             match found {
                 Some(f) => Some(f),
                 None => return Err(not_found_path(path)),
@@ -145,7 +153,9 @@ pub fn parse(
             )));
         }
     };
-    if subresource.is_some() && !matches!(verb, Verb::Get | Verb::Update | Verb::Patch | Verb::Create) {
+    if subresource.is_some()
+        && !matches!(verb, Verb::Get | Verb::Update | Verb::Patch | Verb::Create)
+    {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {path})",
             method.as_str()

@@ -92,7 +92,10 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Build the server over a store and bootstrap the cluster's built-in objects.
-    pub async fn new(storage: Arc<dyn Storage>, config: ServerConfig) -> Result<Arc<ApiServer>, ServerError> {
+    pub async fn new(
+        storage: Arc<dyn Storage>,
+        config: ServerConfig,
+    ) -> Result<Arc<ApiServer>, ServerError> {
         let cidr = Cidr::parse(&config.service_cidr)?;
         let store = ObjectStore::new(storage);
         let cache = WatchCache::start(store.clone(), config.watch_cache_capacity).await?;
@@ -143,7 +146,10 @@ impl ApiServer {
     async fn ensure(&self, plural: &str, ns: Option<&str>, obj: Value) -> Result<(), ServerError> {
         let res = crate::registry::lookup("", "v1", plural)
             .ok_or_else(|| ServerError::Bootstrap(format!("no resource {plural}")))?;
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if self.store.get(&res.key(ns, &name)).await?.is_some() {
             return Ok(());
         }
@@ -194,7 +200,10 @@ async fn compactor(store: Arc<dyn Storage>, interval: Duration, retain: i64) {
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let (current, compacted) = match (store.current_revision().await, store.compacted_revision().await) {
+        let (current, compacted) = match (
+            store.current_revision().await,
+            store.compacted_revision().await,
+        ) {
             (Ok(c), Ok(k)) => (c, k),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "compaction skipped");
@@ -230,8 +239,10 @@ pub fn write_kubeconfig(path: &Path, server_url: &str) -> Result<(), ServerError
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -279,16 +290,25 @@ async fn route(
             return Ok(if server.store.raw().ready().await {
                 (StatusCode::OK, "ok").into_response()
             } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "[-]storage failed: not ready\nreadyz check failed")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "[-]storage failed: not ready\nreadyz check failed",
+                )
                     .into_response()
             });
         }
         "/version" => return Ok(json_response(StatusCode::OK, &version_info())),
         "/openapi/v2" => {
-            return Ok(bytes_response(server.openapi.v2().to_vec(), "application/json"));
+            return Ok(bytes_response(
+                server.openapi.v2().to_vec(),
+                "application/json",
+            ));
         }
         "/openapi/v3" | "/openapi/v3/" => {
-            return Ok(bytes_response(server.openapi.v3_index().to_vec(), "application/json"));
+            return Ok(bytes_response(
+                server.openapi.v3_index().to_vec(),
+                "application/json",
+            ));
         }
         "/" => {
             let paths = json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]});
@@ -299,10 +319,18 @@ async fn route(
     if let Some(doc) = path.strip_prefix("/openapi/v3/") {
         return match server.openapi.v3_document(doc) {
             Some(b) => Ok(bytes_response(b.to_vec(), "application/json")),
-            None => Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))),
+            None => Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            )),
         };
     }
-    if !(path == "/api" || path.starts_with("/api/") || path == "/apis" || path.starts_with("/apis/")) {
+    if !(path == "/api"
+        || path.starts_with("/api/")
+        || path == "/apis"
+        || path.starts_with("/apis/"))
+    {
         return Err(ApiError::new(
             404,
             "NotFound",
@@ -326,21 +354,23 @@ async fn route(
 }
 
 async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let too_big = std::error::Error::source(&e)
-            .map(|s| s.to_string().contains("length limit"))
-            .unwrap_or(false)
-            || e.to_string().contains("length limit");
-        if too_big {
-            ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("Request entity too large: limit is {MAX_BODY_BYTES}"),
-            )
-        } else {
-            ApiError::bad_request(format!("reading the request body failed: {e}"))
-        }
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_big = std::error::Error::source(&e)
+                .map(|s| s.to_string().contains("length limit"))
+                .unwrap_or(false)
+                || e.to_string().contains("length limit");
+            if too_big {
+                ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("Request entity too large: limit is {MAX_BODY_BYTES}"),
+                )
+            } else {
+                ApiError::bad_request(format!("reading the request body failed: {e}"))
+            }
+        })
 }
 
 fn bytes_response(bytes: Vec<u8>, content_type: &'static str) -> Response {

@@ -81,7 +81,10 @@ pub struct Subscription {
 
 impl WatchCache {
     /// Start the cache at the store's current revision and keep it fed in the background.
-    pub async fn start(store: ObjectStore, capacity: usize) -> Result<Arc<WatchCache>, StorageError> {
+    pub async fn start(
+        store: ObjectStore,
+        capacity: usize,
+    ) -> Result<Arc<WatchCache>, StorageError> {
         let start = store.raw().current_revision().await?;
         let (tx, _) = broadcast::channel(capacity.max(16));
         let cache = Arc::new(WatchCache {
