@@ -95,6 +95,13 @@ pub fn default_pod_spec(spec: &mut Value, kind: SpecKind) {
     if let Some(overhead) = spec.get_mut("overhead") {
         quantity::canonicalize_list(overhead);
     }
+    if let Some(res) = spec.get_mut("resources").filter(|r| r.is_object()) {
+        for key in ["limits", "requests"] {
+            if let Some(list) = res.get_mut(key) {
+                quantity::canonicalize_list(list);
+            }
+        }
+    }
 
     if kind == SpecKind::Pod {
         for key in ["containers", "initContainers"] {
@@ -373,7 +380,7 @@ fn valid_repository(repo: &str) -> bool {
     parts.iter().all(|c| {
         let b = c.as_bytes();
         !b.is_empty()
-            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
             && b.last()
                 .is_some_and(|l| l.is_ascii_lowercase() || l.is_ascii_digit())
             && b.iter().all(|&x| {
