@@ -155,17 +155,21 @@ impl OpenApi {
         self.v3_index.clone()
     }
 
-    /// `GET /openapi/v3/<path>` for a path such as `api/v1` or `apis/apps/v1` (no leading
-    /// slash, no query); `None` for an unknown group-version.
+    /// `GET /openapi/v3/<path>` for a path such as `api/v1` or `apis/apps/v1` (leading and
+    /// trailing slashes are ignored; pass no query); `None` for an unknown group-version.
     pub fn v3_document(&self, path: &str) -> Option<Bytes> {
-        self.v3_documents.get(path).map(|d| d.body.clone())
+        self.v3_documents
+            .get(path.trim_matches('/'))
+            .map(|d| d.body.clone())
     }
 
     /// The content hash the index advertises for a group-version document. Upstream answers
     /// a request whose `?hash=` matches with `Cache-Control: public, immutable`, and
     /// redirects a stale hash to the current URL.
     pub fn v3_hash(&self, path: &str) -> Option<&str> {
-        self.v3_documents.get(path).map(|d| d.hash.as_str())
+        self.v3_documents
+            .get(path.trim_matches('/'))
+            .map(|d| d.hash.as_str())
     }
 
     /// Every group-version path served under `/openapi/v3/`.

@@ -290,6 +290,10 @@ fn v3_index_lists_every_group_version_with_its_hash() {
         assert!(api.v3_document(path).is_some());
     }
     assert!(api.v3_document("apis/policy/v1").is_none());
+    assert_eq!(
+        api.v3_document("/apis/apps/v1/"),
+        api.v3_document("apis/apps/v1")
+    );
 }
 
 #[test]
