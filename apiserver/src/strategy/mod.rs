@@ -49,7 +49,7 @@ pub trait Strategy {
     }
 
     /// Field selector labels this resource supports besides metadata.name and
-    /// metadata.namespace; each is also the dotted path of the field in the object.
+    /// metadata.namespace; [`Strategy::field_label_value`] reads their values.
     fn field_labels(&self) -> &'static [&'static str] {
         &[]
     }
