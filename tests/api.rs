@@ -103,7 +103,13 @@ async fn crud_and_errors(backend: Backend) {
         .replace("one", &PostParams::default(), &changed)
         .await
         .expect("update");
-    let rv2: i64 = updated.metadata.resource_version.clone().unwrap().parse().unwrap();
+    let rv2: i64 = updated
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(rv2 > rv1);
 
     // The first version is stale now.
@@ -130,24 +136,44 @@ async fn crud_and_errors(backend: Backend) {
         dry_run: true,
         ..Default::default()
     };
-    cms.create(&dry, &configmap("dry", &[])).await.expect("dry run");
+    cms.create(&dry, &configmap("dry", &[]))
+        .await
+        .expect("dry run");
     assert_eq!(code_of(cms.get("dry").await.unwrap_err()).0, 404);
 
-    cms.delete("one", &DeleteParams::default()).await.expect("delete");
+    cms.delete("one", &DeleteParams::default())
+        .await
+        .expect("delete");
     assert_eq!(code_of(cms.get("one").await.unwrap_err()).0, 404);
     assert_eq!(
-        code_of(cms.delete("one", &DeleteParams::default()).await.unwrap_err()).0,
+        code_of(
+            cms.delete("one", &DeleteParams::default())
+                .await
+                .unwrap_err()
+        )
+        .0,
         404
     );
 
     // deletecollection by label
     for n in ["c1", "c2", "c3"] {
-        cms.create(&PostParams::default(), &configmap(n, &[])).await.unwrap();
+        cms.create(&PostParams::default(), &configmap(n, &[]))
+            .await
+            .unwrap();
     }
-    cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=demo"))
-        .await
-        .unwrap();
-    assert!(cms.list(&ListParams::default().labels("app=demo")).await.unwrap().items.is_empty());
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=demo"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        cms.list(&ListParams::default().labels("app=demo"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 async fn defaults_generation_and_status(backend: Backend) {
@@ -173,15 +199,25 @@ async fn defaults_generation_and_status(backend: Backend) {
     assert_eq!(pod_spec.restart_policy.as_deref(), Some("Always"));
     assert_eq!(pod_spec.dns_policy.as_deref(), Some("ClusterFirst"));
     assert_eq!(pod_spec.termination_grace_period_seconds, Some(30));
-    assert_eq!(pod_spec.scheduler_name.as_deref(), Some("default-scheduler"));
+    assert_eq!(
+        pod_spec.scheduler_name.as_deref(),
+        Some("default-scheduler")
+    );
     let c = &pod_spec.containers[0];
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
-    assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
+    assert_eq!(
+        c.termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
     assert_eq!(d.metadata.generation, Some(1));
 
     // A label change is not a spec change; an image change is.
     let p = deps
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
         .await
         .unwrap();
     assert_eq!(p.metadata.generation, Some(1));
@@ -198,9 +234,13 @@ async fn defaults_generation_and_status(backend: Backend) {
     // The main resource ignores status; the status subresource ignores spec.
     let mut with_status = p.clone();
     with_status.status = Some(serde_json::from_value(json!({"replicas": 7})).unwrap());
-    let after = deps.replace("web", &PostParams::default(), &with_status).await.unwrap();
+    let after = deps
+        .replace("web", &PostParams::default(), &with_status)
+        .await
+        .unwrap();
     assert!(after.status.as_ref().and_then(|s| s.replicas).is_none());
-    let status_patch = json!({"status": {"replicas": 3, "readyReplicas": 2}, "spec": {"replicas": 9}});
+    let status_patch =
+        json!({"status": {"replicas": 3, "readyReplicas": 2}, "spec": {"replicas": 9}});
     let after = deps
         .patch_status("web", &PatchParams::default(), &Patch::Merge(status_patch))
         .await
@@ -211,9 +251,13 @@ async fn defaults_generation_and_status(backend: Backend) {
     // Scale subresource.
     let scale = deps.get_scale("web").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
-    deps.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
-        .await
-        .unwrap();
+    deps.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 4}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(deps.get("web").await.unwrap().spec.replicas, Some(4));
 
     // Validation: the selector must match the template.
@@ -223,7 +267,11 @@ async fn defaults_generation_and_status(backend: Backend) {
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 422);
-            assert!(s.message.contains("spec.template.metadata.labels"), "{}", s.message);
+            assert!(
+                s.message.contains("spec.template.metadata.labels"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -245,7 +293,13 @@ async fn watch_and_selectors(backend: Backend) {
     let server = Server::start(backend);
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let start_rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let start_rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
 
     // A raw watch with a label selector: an object leaving the selection arrives as DELETED.
     let wp = WatchParams::default().labels("tier=front").timeout(20);
@@ -254,13 +308,23 @@ async fn watch_and_selectors(backend: Backend) {
     let mut cm = configmap("w", &[]);
     cm.metadata.labels = Some(BTreeMap::from([("tier".into(), "front".into())]));
     cms.create(&PostParams::default(), &cm).await.unwrap();
-    cms.create(&PostParams::default(), &configmap("unselected", &[])).await.unwrap();
-    cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v"}})))
+    cms.create(&PostParams::default(), &configmap("unselected", &[]))
         .await
         .unwrap();
-    cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "back"}}})))
-        .await
-        .unwrap();
+    cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "back"}}})),
+    )
+    .await
+    .unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 3 {
         let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -278,15 +342,27 @@ async fn watch_and_selectors(backend: Backend) {
     }
     assert_eq!(
         kinds,
-        vec![("ADDED", "w".into()), ("MODIFIED", "w".into()), ("DELETED", "w".into())]
+        vec![
+            ("ADDED", "w".into()),
+            ("MODIFIED", "w".into()),
+            ("DELETED", "w".into())
+        ]
     );
 
     // kube-runtime's watcher: initial list, then live events.
-    let mut events = watcher(cms.clone(), watcher::Config::default().fields("metadata.name=later"))
-        .boxed();
+    let mut events = watcher(
+        cms.clone(),
+        watcher::Config::default().fields("metadata.name=later"),
+    )
+    .boxed();
     let first = tokio::time::timeout(Duration::from_secs(10), events.try_next()).await;
-    assert!(matches!(first, Ok(Ok(Some(watcher::Event::Init)))), "{first:?}");
-    cms.create(&PostParams::default(), &configmap("later", &[("x", "1")])).await.unwrap();
+    assert!(
+        matches!(first, Ok(Ok(Some(watcher::Event::Init)))),
+        "{first:?}"
+    );
+    cms.create(&PostParams::default(), &configmap("later", &[("x", "1")]))
+        .await
+        .unwrap();
     let mut saw_apply = false;
     for _ in 0..5 {
         match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await {
@@ -304,7 +380,12 @@ async fn watch_and_selectors(backend: Backend) {
 
     // Watch with resourceVersion 0 starts with synthetic ADDED events.
     let mut stream = cms
-        .watch(&WatchParams::default().fields("metadata.name=later").timeout(5), "0")
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=later")
+                .timeout(5),
+            "0",
+        )
         .await
         .unwrap()
         .boxed();
@@ -328,7 +409,10 @@ async fn patches_and_apply(backend: Backend) {
                               "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}
     });
     let pp = PatchParams::apply("tester");
-    let d = deps.patch("app", &pp, &Patch::Apply(&applied)).await.expect("apply create");
+    let d = deps
+        .patch("app", &pp, &Patch::Apply(&applied))
+        .await
+        .expect("apply create");
     let mf = d.metadata.managed_fields.clone().unwrap();
     assert_eq!(mf.len(), 1);
     assert_eq!(mf[0].manager.as_deref(), Some("tester"));
@@ -336,10 +420,17 @@ async fn patches_and_apply(backend: Backend) {
     assert_eq!(d.spec.replicas, Some(2));
 
     // Another manager changes replicas; a non-forced apply of a different value conflicts.
-    deps.patch_scale("app", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+    deps.patch_scale(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    let err = deps
+        .patch("app", &pp, &Patch::Apply(&applied))
         .await
-        .unwrap();
-    let err = deps.patch("app", &pp, &Patch::Apply(&applied)).await.unwrap_err();
+        .unwrap_err();
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 409);
@@ -347,23 +438,32 @@ async fn patches_and_apply(backend: Backend) {
         }
         other => panic!("{other:?}"),
     }
-    let d = deps.patch("app", &pp.clone().force(), &Patch::Apply(&applied)).await.unwrap();
+    let d = deps
+        .patch("app", &pp.clone().force(), &Patch::Apply(&applied))
+        .await
+        .unwrap();
     assert_eq!(d.spec.replicas, Some(2));
 
     // Dropping a label from the applied config removes it.
     let mut less = applied.clone();
     less["metadata"]["labels"] = json!({});
-    let d = deps.patch("app", &pp.clone().force(), &Patch::Apply(&less)).await.unwrap();
-    assert!(d.metadata.labels.unwrap_or_default().get("team").is_none());
+    let d = deps
+        .patch("app", &pp.clone().force(), &Patch::Apply(&less))
+        .await
+        .unwrap();
+    assert!(!d.metadata.labels.unwrap_or_default().contains_key("team"));
 
     // JSON patch, merge patch, strategic merge patch.
     let d = deps
         .patch(
             "app",
             &PatchParams::default(),
-            &Patch::Json::<()>(serde_json::from_value(json!([
-                {"op": "add", "path": "/metadata/annotations", "value": {"note": "json"}}
-            ])).unwrap()),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "add", "path": "/metadata/annotations", "value": {"note": "json"}}
+                ]))
+                .unwrap(),
+            ),
         )
         .await
         .unwrap();
@@ -376,15 +476,26 @@ async fn patches_and_apply(backend: Backend) {
         )
         .await
         .unwrap();
-    let names: Vec<String> = d.spec.template.spec.unwrap().containers.into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = d
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, vec!["side".to_string(), "c".to_string()]);
     let err = deps
         .patch(
             "app",
             &PatchParams::default(),
-            &Patch::Json::<()>(serde_json::from_value(json!([
-                {"op": "test", "path": "/spec/replicas", "value": 99}
-            ])).unwrap()),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "test", "path": "/spec/replicas", "value": 99}
+                ]))
+                .unwrap(),
+            ),
         )
         .await
         .unwrap_err();
@@ -397,7 +508,10 @@ async fn list_pagination_and_selectors(backend: Backend) {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..25 {
         let mut cm = configmap(&format!("cm-{i:02}"), &[]);
-        cm.metadata.labels = Some(BTreeMap::from([("parity".into(), if i % 2 == 0 { "even" } else { "odd" }.into())]));
+        cm.metadata.labels = Some(BTreeMap::from([(
+            "parity".into(),
+            if i % 2 == 0 { "even" } else { "odd" }.into(),
+        )]));
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
     let mut names = Vec::new();
@@ -417,17 +531,39 @@ async fn list_pagination_and_selectors(backend: Backend) {
     assert_eq!(cm_names.len(), 25);
     assert_eq!(pages, 3, "25+ items in pages of 10");
 
-    let odd = cms.list(&ListParams::default().labels("parity=odd")).await.unwrap();
+    let odd = cms
+        .list(&ListParams::default().labels("parity=odd"))
+        .await
+        .unwrap();
     assert_eq!(odd.items.len(), 12);
-    let set = cms.list(&ListParams::default().labels("parity in (odd),parity notin (even)")).await.unwrap();
+    let set = cms
+        .list(&ListParams::default().labels("parity in (odd),parity notin (even)"))
+        .await
+        .unwrap();
     assert_eq!(set.items.len(), 12);
-    let not_even = cms.list(&ListParams::default().labels("parity!=even")).await.unwrap();
-    assert_eq!(not_even.items.len(), 12, "12 odd, and no other configmaps in default");
-    let by_name = cms.list(&ListParams::default().fields("metadata.name=cm-03")).await.unwrap();
+    let not_even = cms
+        .list(&ListParams::default().labels("parity!=even"))
+        .await
+        .unwrap();
+    assert_eq!(
+        not_even.items.len(),
+        12,
+        "12 odd, and no other configmaps in default"
+    );
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=cm-03"))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 1);
-    let err = cms.list(&ListParams::default().fields("spec.nothing=1")).await.unwrap_err();
+    let err = cms
+        .list(&ListParams::default().fields("spec.nothing=1"))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(err).0, 400);
-    let err = cms.list(&ListParams::default().labels("a in (")).await.unwrap_err();
+    let err = cms
+        .list(&ListParams::default().labels("a in ("))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(err).0, 400);
 
     // Across namespaces.
@@ -442,7 +578,10 @@ async fn restart_keeps_everything(backend: Backend) {
     let mut last = 0i64;
     for i in 0..20 {
         let c = cms
-            .create(&PostParams::default(), &configmap(&format!("keep-{i}"), &[("i", &i.to_string())]))
+            .create(
+                &PostParams::default(),
+                &configmap(&format!("keep-{i}"), &[("i", &i.to_string())]),
+            )
             .await
             .unwrap();
         last = c.metadata.resource_version.unwrap().parse().unwrap();
@@ -451,11 +590,27 @@ async fn restart_keeps_everything(backend: Backend) {
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
     let list = cms.list(&ListParams::default()).await.unwrap();
-    let kept = list.items.iter().filter(|c| c.metadata.name.as_deref().unwrap_or("").starts_with("keep-")).count();
+    let kept = list
+        .items
+        .iter()
+        .filter(|c| {
+            c.metadata
+                .name
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("keep-")
+        })
+        .count();
     assert_eq!(kept, 20);
-    let c = cms.create(&PostParams::default(), &configmap("after", &[])).await.unwrap();
+    let c = cms
+        .create(&PostParams::default(), &configmap("after", &[]))
+        .await
+        .unwrap();
     let rv: i64 = c.metadata.resource_version.unwrap().parse().unwrap();
-    assert!(rv > last, "resourceVersion {rv} must exceed {last} after restart");
+    assert!(
+        rv > last,
+        "resourceVersion {rv} must exceed {last} after restart"
+    );
 }
 
 async fn pods_binding_and_graceful_delete(backend: Backend) {
@@ -469,21 +624,41 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     .unwrap();
     let p = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
-    assert_eq!(p.spec.as_ref().unwrap().containers[0].image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        p.spec.as_ref().unwrap().containers[0]
+            .image_pull_policy
+            .as_deref(),
+        Some("Always")
+    );
 
     // Bind through pods/binding, once.
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}});
-    let req = http::Request::post(format!("{}/api/v1/namespaces/default/pods/p/binding", server.url))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&binding).unwrap())
-        .unwrap();
+    let req = http::Request::post(format!(
+        "{}/api/v1/namespaces/default/pods/p/binding",
+        server.url
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&binding).unwrap())
+    .unwrap();
     let status: serde_json::Value = client.request(req).await.expect("bind");
     assert_eq!(status["status"], "Success");
-    assert_eq!(pods.get("p").await.unwrap().spec.unwrap().node_name.as_deref(), Some("node-1"));
-    let req = http::Request::post(format!("{}/api/v1/namespaces/default/pods/p/binding", server.url))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&binding).unwrap())
-        .unwrap();
+    assert_eq!(
+        pods.get("p")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("node-1")
+    );
+    let req = http::Request::post(format!(
+        "{}/api/v1/namespaces/default/pods/p/binding",
+        server.url
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&binding).unwrap())
+    .unwrap();
     let err = client.request::<serde_json::Value>(req).await.unwrap_err();
     assert_eq!(code_of(err).0, 409);
 
@@ -493,7 +668,9 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     assert!(p.metadata.deletion_timestamp.is_some());
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
     // ... until the node agent confirms with a zero grace period.
-    pods.delete("p", &DeleteParams::default().grace_period(0)).await.unwrap();
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
     assert_eq!(code_of(pods.get("p").await.unwrap_err()).0, 404);
 
     // Finalizers hold any object until they are removed.
@@ -504,9 +681,13 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     cms.delete("held", &DeleteParams::default()).await.unwrap();
     let held = cms.get("held").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
-    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
-        .await
-        .unwrap();
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(code_of(cms.get("held").await.unwrap_err()).0, 404);
 }
 
@@ -514,26 +695,51 @@ async fn namespace_lifecycle(backend: Backend) {
     let server = Server::start(backend);
     let client = server.client().await;
     let missing: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
-    let err = missing.create(&PostParams::default(), &configmap("x", &[])).await.unwrap_err();
+    let err = missing
+        .create(&PostParams::default(), &configmap("x", &[]))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(err), (404, "NotFound".into()));
 
     let nss: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = nss.list(&ListParams::default()).await.unwrap().items.into_iter().map(|n| n.metadata.name.unwrap()).collect();
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name.unwrap())
+        .collect();
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(names.contains(&n.to_string()), "{names:?}");
     }
-    let ns: Namespace = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})).unwrap();
+    let ns: Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+    )
+    .unwrap();
     let ns = nss.create(&PostParams::default(), &ns).await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
-    assert_eq!(ns.metadata.labels.unwrap()["kubernetes.io/metadata.name"], "team");
+    assert_eq!(
+        ns.metadata.labels.unwrap()["kubernetes.io/metadata.name"],
+        "team"
+    );
     let in_team: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
-    in_team.create(&PostParams::default(), &configmap("x", &[])).await.unwrap();
+    in_team
+        .create(&PostParams::default(), &configmap("x", &[]))
+        .await
+        .unwrap();
     nss.delete("team", &DeleteParams::default()).await.unwrap();
     let ns = nss.get("team").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
-    let err = in_team.create(&PostParams::default(), &configmap("y", &[])).await.unwrap_err();
+    let err = in_team
+        .create(&PostParams::default(), &configmap("y", &[]))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(err).0, 403);
-    let err = nss.delete("default", &DeleteParams::default()).await.unwrap_err();
+    let err = nss
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap_err();
     assert_eq!(code_of(err).0, 403);
 }
 
@@ -550,20 +756,29 @@ async fn services_get_cluster_ips(backend: Backend) {
         }))
         .unwrap()
     };
-    let a = svcs.create(&PostParams::default(), &svc("a", "ClusterIP")).await.unwrap();
+    let a = svcs
+        .create(&PostParams::default(), &svc("a", "ClusterIP"))
+        .await
+        .unwrap();
     let a_spec = a.spec.unwrap();
     assert_eq!(a_spec.cluster_ip.as_deref(), Some("10.96.0.2"));
     assert_eq!(a_spec.session_affinity.as_deref(), Some("None"));
     let port = &a_spec.ports.unwrap()[0];
     assert_eq!(port.protocol.as_deref(), Some("TCP"));
     assert_eq!(serde_json::to_value(&port.target_port).unwrap(), json!(80));
-    let b = svcs.create(&PostParams::default(), &svc("b", "NodePort")).await.unwrap();
+    let b = svcs
+        .create(&PostParams::default(), &svc("b", "NodePort"))
+        .await
+        .unwrap();
     let b_spec = b.spec.unwrap();
     assert_eq!(b_spec.cluster_ip.as_deref(), Some("10.96.0.3"));
     assert_eq!(b_spec.ports.unwrap()[0].node_port, Some(30000));
     // Deleting releases the address for the next Service.
     svcs.delete("a", &DeleteParams::default()).await.unwrap();
-    let c = svcs.create(&PostParams::default(), &svc("c", "ClusterIP")).await.unwrap();
+    let c = svcs
+        .create(&PostParams::default(), &svc("c", "ClusterIP"))
+        .await
+        .unwrap();
     assert_eq!(c.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.2"));
     // A taken address is refused.
     let mut d = svc("d", "ClusterIP");
@@ -575,17 +790,33 @@ async fn services_get_cluster_ips(backend: Backend) {
 async fn expired_watch_is_410(backend: Backend) {
     let server = Server::start_with(
         backend,
-        &["--compaction-interval-seconds", "1", "--compaction-retain-revisions", "3", "--watch-cache-size", "5"],
+        &[
+            "--compaction-interval-seconds",
+            "1",
+            "--compaction-retain-revisions",
+            "3",
+            "--watch-cache-size",
+            "5",
+        ],
     );
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let first = cms.create(&PostParams::default(), &configmap("old", &[])).await.unwrap();
+    let first = cms
+        .create(&PostParams::default(), &configmap("old", &[]))
+        .await
+        .unwrap();
     let old_rv = first.metadata.resource_version.unwrap();
     for i in 0..20 {
-        cms.create(&PostParams::default(), &configmap(&format!("n{i}"), &[])).await.unwrap();
+        cms.create(&PostParams::default(), &configmap(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let mut stream = cms.watch(&WatchParams::default().timeout(5), &old_rv).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
     match stream.try_next().await.unwrap() {
         Some(WatchEvent::Error(e)) => {
             assert_eq!(e.code, 410);
@@ -595,7 +826,11 @@ async fn expired_watch_is_410(backend: Backend) {
     }
     // A list at the compacted revision is 410 too.
     let err = cms
-        .list(&ListParams::default().at(&old_rv).matching(kube::api::VersionMatch::Exact))
+        .list(
+            &ListParams::default()
+                .at(&old_rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
         .await
         .unwrap_err();
     assert_eq!(code_of(err).0, 410);

@@ -12,7 +12,13 @@ struct Http {
 }
 
 impl Http {
-    async fn send(&self, method: reqwest::Method, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ct: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let resp = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -28,7 +34,8 @@ impl Http {
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, "application/json", Vec::new()).await
+        self.send(reqwest::Method::GET, path, "application/json", Vec::new())
+            .await
     }
 }
 
@@ -48,30 +55,65 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     };
     let cms = "/api/v1/namespaces/default/configmaps";
     let good = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "1"}});
-    let created = http.send(reqwest::Method::POST, cms, "application/json", good.to_string().into_bytes()).await;
+    let created = http
+        .send(
+            reqwest::Method::POST,
+            cms,
+            "application/json",
+            good.to_string().into_bytes(),
+        )
+        .await;
     assert_eq!(created.0, 201, "{}", created.1);
     let before = http.get(&format!("{cms}/keep")).await.1;
 
     // Malformed JSON and YAML.
-    let r = http.send(reqwest::Method::POST, cms, "application/json", b"{\"apiVersion\": ".to_vec()).await;
+    let r = http
+        .send(
+            reqwest::Method::POST,
+            cms,
+            "application/json",
+            b"{\"apiVersion\": ".to_vec(),
+        )
+        .await;
     assert_status(&r, 400, "BadRequest");
     let r = http
-        .send(reqwest::Method::POST, cms, "application/yaml", b"metadata:\n  name: [unclosed\n".to_vec())
+        .send(
+            reqwest::Method::POST,
+            cms,
+            "application/yaml",
+            b"metadata:\n  name: [unclosed\n".to_vec(),
+        )
         .await;
     assert_status(&r, 400, "BadRequest");
 
     // Invalid names, with the field path in the causes.
     let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_Valid"}});
-    let r = http.send(reqwest::Method::POST, cms, "application/json", bad.to_string().into_bytes()).await;
+    let r = http
+        .send(
+            reqwest::Method::POST,
+            cms,
+            "application/json",
+            bad.to_string().into_bytes(),
+        )
+        .await;
     assert_status(&r, 422, "Invalid");
-    assert_eq!(r.1["details"]["causes"][0]["field"], "metadata.name", "{}", r.1);
+    assert_eq!(
+        r.1["details"]["causes"][0]["field"], "metadata.name",
+        "{}",
+        r.1
+    );
 
     // A stale resourceVersion.
     let mut stale = before.clone();
     stale["metadata"]["resourceVersion"] = json!("1");
     stale["data"]["a"] = json!("changed");
     let r = http
-        .send(reqwest::Method::PUT, &format!("{cms}/keep"), "application/json", stale.to_string().into_bytes())
+        .send(
+            reqwest::Method::PUT,
+            &format!("{cms}/keep"),
+            "application/json",
+            stale.to_string().into_bytes(),
+        )
         .await;
     assert_status(&r, 409, "Conflict");
 
@@ -86,7 +128,14 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         )
         .await;
     assert_status(&r, 400, "BadRequest");
-    assert!(r.1["message"].as_str().unwrap_or("").contains("unknown field \"spec\""), "{}", r.1);
+    assert!(
+        r.1["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown field \"spec\""),
+        "{}",
+        r.1
+    );
     let resp = http
         .client
         .post(format!("{}{cms}?fieldValidation=Warn", server.url))
@@ -96,13 +145,25 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
-    let warning = resp.headers().get("warning").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let warning = resp
+        .headers()
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     assert!(warning.contains("unknown field"), "{warning}");
 
     // An oversize body.
     let huge = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "huge"},
                       "data": {"a": "x".repeat(4 * 1024 * 1024)}});
-    let r = http.send(reqwest::Method::POST, cms, "application/json", huge.to_string().into_bytes()).await;
+    let r = http
+        .send(
+            reqwest::Method::POST,
+            cms,
+            "application/json",
+            huge.to_string().into_bytes(),
+        )
+        .await;
     assert_status(&r, 413, "RequestEntityTooLarge");
 
     // A missing namespace.
@@ -111,14 +172,27 @@ async fn bad_input_is_rejected_and_changes_nothing() {
             reqwest::Method::POST,
             "/api/v1/namespaces/absent/configmaps",
             "application/json",
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}).to_string().into_bytes(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+                .to_string()
+                .into_bytes(),
         )
         .await;
     assert_status(&r, 404, "NotFound");
 
     // Unknown resources and wrong verbs.
-    assert_status(&http.get("/api/v1/namespaces/default/widgets").await, 404, "NotFound");
-    let r = http.send(reqwest::Method::PUT, cms, "application/json", b"{}".to_vec()).await;
+    assert_status(
+        &http.get("/api/v1/namespaces/default/widgets").await,
+        404,
+        "NotFound",
+    );
+    let r = http
+        .send(
+            reqwest::Method::PUT,
+            cms,
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
     assert_status(&r, 405, "MethodNotAllowed");
     // A body of the wrong kind.
     let r = http
@@ -126,7 +200,9 @@ async fn bad_input_is_rejected_and_changes_nothing() {
             reqwest::Method::POST,
             cms,
             "application/json",
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}).to_string().into_bytes(),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})
+                .to_string()
+                .into_bytes(),
         )
         .await;
     assert_status(&r, 400, "BadRequest");
@@ -145,8 +221,16 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     let after = http.get(&format!("{cms}/keep")).await.1;
     assert_eq!(before, after);
     let list = http.get(cms).await.1;
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
-    assert!(!names.contains(&"huge") && !names.contains(&"Not_Valid") && !names.contains(&"x"), "{names:?}");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"huge") && !names.contains(&"Not_Valid") && !names.contains(&"x"),
+        "{names:?}"
+    );
 
     // Health endpoints.
     assert_eq!(http.get("/healthz").await.0, 200);

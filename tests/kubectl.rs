@@ -89,7 +89,11 @@ impl Kubectl<'_> {
             .env("KUBECACHEDIR", self.server.data_dir().join("kube-cache"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         let mut child = cmd.spawn().expect("run kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
@@ -156,24 +160,56 @@ fn kubectl_end_to_end() {
         "deployment.apps/web created",
         "service/web created",
     ] {
-        assert!(out.contains(expected), "apply output lacks {expected:?}:\n{out}");
+        assert!(
+            out.contains(expected),
+            "apply output lacks {expected:?}:\n{out}"
+        );
     }
 
     // Table output as upstream prints it.
     let out = k.ok(&["get", "deployments", "-n", "shop"]);
-    let header: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{out}");
-    assert!(out.lines().nth(1).unwrap_or("").starts_with("web "), "{out}");
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(1).unwrap_or("").starts_with("web "),
+        "{out}"
+    );
     let out = k.ok(&["get", "deploy", "-n", "shop", "-o", "wide"]);
-    assert!(out.contains("CONTAINERS") && out.contains("nginx:1.27") && out.contains("app=web"), "{out}");
+    assert!(
+        out.contains("CONTAINERS") && out.contains("nginx:1.27") && out.contains("app=web"),
+        "{out}"
+    );
     let out = k.ok(&["get", "svc", "web", "-n", "shop"]);
-    assert!(out.contains("CLUSTER-IP") && out.contains("80/TCP") && out.contains("10.96."), "{out}");
-    let out = k.ok(&["get", "secret", "creds", "-n", "shop", "-o", "jsonpath={.data.password}"]);
+    assert!(
+        out.contains("CLUSTER-IP") && out.contains("80/TCP") && out.contains("10.96."),
+        "{out}"
+    );
+    let out = k.ok(&[
+        "get",
+        "secret",
+        "creds",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
     assert_eq!(out.trim(), "czNjcmV0");
     let out = k.ok(&["get", "cm", "-n", "shop", "-o", "name"]);
     assert!(out.lines().any(|l| l == "configmap/settings"), "{out}");
     let out = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"]);
-    assert!(out.contains("revisionHistoryLimit: 10") && out.contains("maxSurge: 25%"), "{out}");
+    assert!(
+        out.contains("revisionHistoryLimit: 10") && out.contains("maxSurge: 25%"),
+        "{out}"
+    );
     let out = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["spec"]["replicas"], 2);
@@ -189,38 +225,119 @@ fn kubectl_end_to_end() {
     assert!(out.contains("configmap/settings unchanged"), "{out}");
 
     // A change, client-side.
-    let changed = MANIFEST.replace("nginx:1.27", "nginx:1.28").replace("greeting: hello", "greeting: hi");
+    let changed = MANIFEST
+        .replace("nginx:1.27", "nginx:1.28")
+        .replace("greeting: hello", "greeting: hi");
     let changed_path = write(server.data_dir(), "shop2.yaml", &changed);
     let out = k.ok(&["apply", "-f", &changed_path]);
     assert!(out.contains("deployment.apps/web configured"), "{out}");
-    let image = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let image = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
     assert_eq!(image.trim(), "nginx:1.28");
-    let generation = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.metadata.generation}"]);
+    let generation = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
     assert_eq!(generation.trim(), "2");
 
     // And server-side.
     let ssa = changed.replace("greeting: hi", "greeting: server-side");
     let ssa_path = write(server.data_dir(), "shop3.yaml", &ssa);
-    let out = k.ok(&["apply", "--server-side", "--force-conflicts", "-f", &ssa_path]);
-    assert!(out.contains("configmap/settings serverside-applied"), "{out}");
-    let g = k.ok(&["get", "cm", "settings", "-n", "shop", "-o", "jsonpath={.data.greeting}"]);
+    let out = k.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &ssa_path,
+    ]);
+    assert!(
+        out.contains("configmap/settings serverside-applied"),
+        "{out}"
+    );
+    let g = k.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.greeting}",
+    ]);
     assert_eq!(g.trim(), "server-side");
 
     // Patches of all three kinds.
-    k.ok(&["patch", "cm", "settings", "-n", "shop", "--type", "merge", "-p", r#"{"data":{"merge":"1"}}"#]);
-    k.ok(&["patch", "cm", "settings", "-n", "shop", "--type", "json", "-p", r#"[{"op":"add","path":"/data/json","value":"2"}]"#]);
+    k.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"merge":"1"}}"#,
+    ]);
+    k.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/json","value":"2"}]"#,
+    ]);
     k.ok(&[
         "patch", "deploy", "web", "-n", "shop", "-p",
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#,
     ]);
-    let data = k.ok(&["get", "cm", "settings", "-n", "shop", "-o", "jsonpath={.data.merge},{.data.json}"]);
+    let data = k.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.merge},{.data.json}",
+    ]);
     assert_eq!(data.trim(), "1,2");
-    let names = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[*].name}"]);
+    let names = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
     assert_eq!(names.trim(), "sidecar web");
 
     // replace with a stale object is a conflict.
     let stale = k.ok(&["get", "cm", "settings", "-n", "shop", "-o", "json"]);
-    k.ok(&["patch", "cm", "settings", "-n", "shop", "--type", "merge", "-p", r#"{"data":{"bump":"1"}}"#]);
+    k.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"bump":"1"}}"#,
+    ]);
     let stale_path = write(server.data_dir(), "stale.json", &stale);
     let err = k.fails(&["replace", "-f", &stale_path]);
     assert!(err.contains("the object has been modified"), "{err}");
@@ -228,26 +345,56 @@ fn kubectl_end_to_end() {
     // scale
     let out = k.ok(&["scale", "deploy", "web", "-n", "shop", "--replicas", "5"]);
     assert!(out.contains("deployment.apps/web scaled"), "{out}");
-    let r = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.replicas}"]);
+    let r = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(r.trim(), "5");
 
     // get -w sees a change.
     let mut watch = Command::new(&k.bin)
         .arg("--kubeconfig")
         .arg(&server.kubeconfig)
-        .args(["get", "cm", "settings", "-n", "shop", "-w", "-o", "jsonpath={.data.watched}{\"\\n\"}"])
+        .args([
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "shop",
+            "-w",
+            "-o",
+            "jsonpath={.data.watched}{\"\\n\"}",
+        ])
         .env("HOME", server.data_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("kubectl get -w");
     std::thread::sleep(Duration::from_millis(1500));
-    k.ok(&["patch", "cm", "settings", "-n", "shop", "--type", "merge", "-p", r#"{"data":{"watched":"yes"}}"#]);
+    k.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"watched":"yes"}}"#,
+    ]);
     let stdout = watch.stdout.take().expect("watch stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -269,7 +416,12 @@ fn kubectl_end_to_end() {
 
     // Discovery-driven commands.
     let out = k.ok(&["api-resources"]);
-    for (name, short) in [("pods", "po"), ("deployments", "deploy"), ("services", "svc"), ("namespaces", "ns")] {
+    for (name, short) in [
+        ("pods", "po"),
+        ("deployments", "deploy"),
+        ("services", "svc"),
+        ("namespaces", "ns"),
+    ] {
         assert!(
             out.lines().any(|l| {
                 let cols: Vec<&str> = l.split_whitespace().collect();
@@ -279,16 +431,25 @@ fn kubectl_end_to_end() {
         );
     }
     let out = k.ok(&["get", "all", "-n", "shop"]);
-    assert!(out.contains("service/web") && out.contains("deployment.apps/web"), "{out}");
+    assert!(
+        out.contains("service/web") && out.contains("deployment.apps/web"),
+        "{out}"
+    );
     let out = k.ok(&["explain", "pod.spec.containers"]);
-    assert!(out.contains("KIND:") && out.contains("Pod") && out.contains("image"), "{out}");
+    assert!(
+        out.contains("KIND:") && out.contains("Pod") && out.contains("image"),
+        "{out}"
+    );
 
     // delete -f removes everything; the namespace goes Terminating (its contents are the
     // namespace controller's to remove).
     let out = k.ok(&["delete", "-f", &manifest, "--wait=false"]);
     assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
     let err = k.fails(&["get", "deploy", "web", "-n", "shop"]);
-    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
     let phase = k.ok(&["get", "ns", "shop", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase.trim(), "Terminating");
 }
@@ -309,5 +470,8 @@ fn kubectl_reports_bad_input() {
     let err = k.fails(&["apply", "-f", &p]);
     assert!(err.contains("bogus"), "{err}");
     let out = k.run(&["get", "cm", "ok"]);
-    assert!(!out.status.success(), "nothing may be stored after a rejected apply");
+    assert!(
+        !out.status.success(),
+        "nothing may be stored after a rejected apply"
+    );
 }

@@ -19,7 +19,6 @@ use crate::objects::{Stored, set_resource_version};
 use crate::registry::{Resource, Subresource};
 use crate::request::{ResourceRequest, Verb};
 use crate::server::{ApiServer, json_response};
-use crate::strategy::field_value;
 use crate::table;
 use crate::watch::CacheEvent;
 
@@ -241,6 +240,7 @@ fn labels_of(obj: &Value) -> BTreeMap<String, String> {
 pub struct Filter {
     labels: Option<labels::Selector>,
     fields: Option<fields::FieldSelector>,
+    strategy: &'static (dyn crate::strategy::Strategy + Sync),
 }
 
 impl Filter {
@@ -270,7 +270,11 @@ impl Filter {
             }
             _ => None,
         };
-        Ok(Filter { labels, fields })
+        Ok(Filter {
+            labels,
+            fields,
+            strategy: res.strategy,
+        })
     }
 
     fn matches(&self, obj: &Value) -> bool {
@@ -280,7 +284,7 @@ impl Filter {
             return false;
         }
         if let Some(f) = &self.fields
-            && !f.matches(|field| Some(field_value(obj, field)))
+            && !f.matches(|field| Some(self.strategy.field_label_value(obj, field)))
         {
             return false;
         }
@@ -326,7 +330,7 @@ impl ApiServer {
             return Err(ApiError::new(
                 404,
                 "NotFound",
-                format!("the server could not find the requested resource"),
+                "the server could not find the requested resource",
             ));
         }
         let name = req.name.clone().unwrap_or_default();
@@ -361,37 +365,20 @@ impl ApiServer {
                 let mut ctx = WriteContext::from_request(query, headers, FieldValidation::Warn)?;
                 let body = parse_body(&content_type(headers), &body)?;
                 let created = self.create_with(res, ns, body, &mut ctx).await?;
-                let status = if ctx.dry_run {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::CREATED
-                };
                 let mut resp = self.render_one(res, &created, render, &include);
-                *resp.status_mut() = status;
+                *resp.status_mut() = StatusCode::CREATED;
                 Ok(with_warnings(resp, &ctx.warnings))
             }
             (Verb::Update, sub) => {
                 let mut ctx = WriteContext::from_request(query, headers, FieldValidation::Warn)?;
                 let body = parse_body(&content_type(headers), &body)?;
-                let (obj, created) = if sub == Some(Subresource::Scale) {
-                    (
-                        self.update_scale(res, ns, &name, body, &mut ctx).await?,
-                        false,
-                    )
+                let resp = if sub == Some(Subresource::Scale) {
+                    let scale = self.update_scale(res, ns, &name, body, &mut ctx).await?;
+                    json_response(StatusCode::OK, &scale)
                 } else {
-                    (
-                        self.update(res, ns, &name, body, sub, &mut ctx).await?,
-                        false,
-                    )
-                };
-                let mut resp = if sub == Some(Subresource::Scale) {
-                    json_response(StatusCode::OK, &obj)
-                } else {
+                    let obj = self.update(res, ns, &name, body, sub, &mut ctx).await?;
                     self.render_one(res, &obj, render, &include)
                 };
-                if created {
-                    *resp.status_mut() = StatusCode::CREATED;
-                }
                 Ok(with_warnings(resp, &ctx.warnings))
             }
             (Verb::Patch, sub) => {
@@ -422,18 +409,9 @@ impl ApiServer {
                     });
                     return Ok(json_response(StatusCode::OK, &status));
                 }
-                let code = if finished {
-                    StatusCode::OK
-                } else {
-                    StatusCode::ACCEPTED
-                };
-                let mut resp = self.render_one(res, &obj, render, &include);
-                *resp.status_mut() = if opts.dry_run { StatusCode::OK } else { code };
-                if !finished {
-                    // Upstream answers 200 for a graceful delete that set deletionTimestamp.
-                    *resp.status_mut() = StatusCode::OK;
-                }
-                Ok(resp)
+                // Upstream answers 200 both when the object is gone and when a grace period
+                // or finalizers hold it (with its deletionTimestamp set).
+                Ok(self.render_one(res, &obj, render, &include))
             }
             (Verb::DeleteCollection, _) => {
                 let opts = DeleteOptions::parse(query, &body)?;
@@ -976,8 +954,9 @@ impl ApiServer {
                 meta.insert("managedFields".into(), mf.clone());
             }
         }
+        // Upstream defaults every request body, the status subresource's too.
+        res.strategy.default(&mut obj);
         if sub != Some(Subresource::Status) {
-            res.strategy.default(&mut obj);
             res.strategy.prepare_for_update(&mut obj, old);
         }
         let mut errs = self.validate_meta(res, &obj);
@@ -1225,7 +1204,7 @@ impl ApiServer {
                 name,
                 &[validation::FieldError::invalid(
                     "spec.replicas",
-                    &replicas.to_string(),
+                    replicas.to_string(),
                     "must be greater than or equal to 0",
                 )],
             ));
@@ -1491,7 +1470,9 @@ fn apply_error(res: &Resource, name: &str, e: apply::ApplyError) -> ApiError {
                 })
                 .collect();
             let mut err = ApiError::new(409, "Conflict", e.to_string());
-            err.details = Some(json!({"name": name, "group": res.group, "kind": res.plural, "causes": causes}));
+            err.details = Some(
+                json!({"name": name, "group": res.group, "kind": res.plural, "causes": causes}),
+            );
             err
         }
         _ => ApiError::new(422, "Invalid", e.to_string()),

@@ -104,8 +104,8 @@ pub fn parse(method: &Method, path: &str, query: &HashMap<String, String>) -> Ap
     // namespaces/<ns>/<resource>[/<name>[/<sub>]] unless it is the namespace object itself.
     let (namespace, resource_parts): (Option<&str>, &[&str]) = match rest {
         ["namespaces", ns, tail @ ..]
-            if !tail.is_empty()
-                && !(group.is_empty() && matches!(tail, ["status" | "finalize"])) =>
+            if !(tail.is_empty()
+                || group.is_empty() && matches!(tail, ["status" | "finalize"])) =>
         {
             (Some(*ns), tail)
         }

@@ -299,14 +299,17 @@ async fn route(
         }
         "/version" => return Ok(json_response(StatusCode::OK, &version_info())),
         "/openapi/v2" => {
-            return Ok(bytes_response(
-                server.openapi.v2().to_vec(),
-                "application/json",
-            ));
+            // client-go asks for (and only reads) the protobuf form; browsers get JSON.
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let (content_type, body) = server.openapi.v2_for_accept(accept);
+            let mut resp = bytes_response(body, content_type);
+            resp.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            return Ok(resp);
         }
         "/openapi/v3" | "/openapi/v3/" => {
             return Ok(bytes_response(
-                server.openapi.v3_index().to_vec(),
+                server.openapi.v3_index(),
                 "application/json",
             ));
         }
@@ -318,7 +321,7 @@ async fn route(
     }
     if let Some(doc) = path.strip_prefix("/openapi/v3/") {
         return match server.openapi.v3_document(doc) {
-            Some(b) => Ok(bytes_response(b.to_vec(), "application/json")),
+            Some(b) => Ok(bytes_response(b, "application/json")),
             None => Err(ApiError::new(
                 404,
                 "NotFound",
@@ -373,7 +376,7 @@ async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
         })
 }
 
-fn bytes_response(bytes: Vec<u8>, content_type: &'static str) -> Response {
+fn bytes_response(bytes: bytes::Bytes, content_type: &'static str) -> Response {
     let mut resp = (StatusCode::OK, bytes).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

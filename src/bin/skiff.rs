@@ -10,7 +10,11 @@ use skiff_apiserver::server::{ApiServer, ServerConfig, write_kubeconfig};
 use skiff_storage::Storage;
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "A small Kubernetes: one binary, the real Kubernetes API")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A small Kubernetes: one binary, the real Kubernetes API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,18 +89,24 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         Arc::new(
             skiff_storage::etcd::EtcdStore::connect(&args.etcd_servers)
                 .await
-                .with_context(|| format!("connecting to etcd at {}", args.etcd_servers.join(",")))?,
+                .with_context(|| {
+                    format!("connecting to etcd at {}", args.etcd_servers.join(","))
+                })?,
         )
     };
     let config = ServerConfig {
         listen: args.listen,
         service_cidr: args.service_cluster_ip_range,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_seconds.max(1)),
-        compaction_interval: std::time::Duration::from_secs(args.compaction_interval_seconds.max(1)),
+        compaction_interval: std::time::Duration::from_secs(
+            args.compaction_interval_seconds.max(1),
+        ),
         compaction_retain: args.compaction_retain_revisions.max(1),
         watch_cache_capacity: args.watch_cache_size.max(1),
     };
-    let server = ApiServer::new(storage, config).await.context("starting the API server")?;
+    let server = ApiServer::new(storage, config)
+        .await
+        .context("starting the API server")?;
     let kubeconfig = args.data_dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &format!("http://{}", args.listen))
         .context("writing the admin kubeconfig")?;
