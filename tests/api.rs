@@ -40,6 +40,7 @@ both_backends!(
     namespace_lifecycle,
     services_get_cluster_ips,
     expired_watch_is_410,
+    bookmarks_and_table_watch,
 );
 
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
@@ -834,4 +835,62 @@ async fn expired_watch_is_410(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(code_of(err).0, 410);
+}
+
+async fn bookmarks_and_table_watch(backend: Backend) {
+    let server = Server::start_with(backend, &["--bookmark-interval-seconds", "1"]);
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let rv = cms
+        .create(&PostParams::default(), &configmap("b", &[]))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams::default().timeout(10);
+    let mut stream = cms.watch(&wp, &rv).await.unwrap().boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .expect("a bookmark within 5s")
+        .unwrap();
+    match ev {
+        Some(WatchEvent::Bookmark(b)) => {
+            let bookmark_rv: i64 = b.metadata.resource_version.parse().unwrap();
+            assert!(bookmark_rv >= rv.parse::<i64>().unwrap());
+        }
+        other => panic!("expected a BOOKMARK, got {other:?}"),
+    }
+
+    // kubectl get -w asks for Table rows on the watch.
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=5",
+        server.url
+    );
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(&url)
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .await
+        .unwrap();
+    cms.patch(
+        "b",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    let mut body = resp.bytes_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+        .await
+        .expect("an event")
+        .expect("a chunk")
+        .unwrap();
+    let line: serde_json::Value =
+        serde_json::from_slice(chunk.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["type"], "MODIFIED");
+    assert_eq!(line["object"]["kind"], "Table");
+    assert_eq!(line["object"]["rows"][0]["cells"][0], "b");
+    assert_eq!(line["object"]["rows"][0]["cells"][1], 1, "DATA column");
 }
