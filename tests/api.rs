@@ -603,6 +603,12 @@ async fn restart_keeps_everything(backend: Backend) {
         })
         .count();
     assert_eq!(kept, 20);
+    // A watch resuming from before the restart continues without a relist.
+    let mut resumed = cms
+        .watch(&WatchParams::default().timeout(10), &last.to_string())
+        .await
+        .unwrap()
+        .boxed();
     let c = cms
         .create(&PostParams::default(), &configmap("after", &[]))
         .await
@@ -612,6 +618,20 @@ async fn restart_keeps_everything(backend: Backend) {
         rv > last,
         "resourceVersion {rv} must exceed {last} after restart"
     );
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), resumed.try_next())
+            .await
+            .expect("resumed watch event")
+            .unwrap()
+        {
+            Some(WatchEvent::Added(o)) => {
+                assert_eq!(o.metadata.name.as_deref(), Some("after"));
+                break;
+            }
+            Some(WatchEvent::Bookmark(_)) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 async fn pods_binding_and_graceful_delete(backend: Backend) {

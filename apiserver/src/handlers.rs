@@ -947,7 +947,11 @@ impl ApiServer {
                     None => meta.remove(keep),
                 };
             }
-            meta.remove("resourceVersion");
+            // The stored value never holds it; it is set here for validation only.
+            meta.insert(
+                "resourceVersion".into(),
+                json!(current.revision.to_string()),
+            );
             if meta.get("managedFields").is_none()
                 && let Some(mf) = old_meta.get("managedFields")
             {
@@ -960,6 +964,10 @@ impl ApiServer {
             res.strategy.prepare_for_update(&mut obj, old);
         }
         let mut errs = self.validate_meta(res, &obj);
+        errs.extend(validation::validate_object_meta_update(
+            &obj["metadata"],
+            &old["metadata"],
+        ));
         if sub == Some(Subresource::Status) {
             errs.extend(res.strategy.validate_status_update(&obj, old));
         } else {

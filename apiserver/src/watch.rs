@@ -85,7 +85,14 @@ impl WatchCache {
         store: ObjectStore,
         capacity: usize,
     ) -> Result<Arc<WatchCache>, StorageError> {
-        let start = store.raw().current_revision().await?;
+        // Start a window's worth of history back, so that clients resuming after a server
+        // restart are served from the cache rather than each by a store watch of its own.
+        let current = store.raw().current_revision().await?;
+        let compacted = store.raw().compacted_revision().await?;
+        let start = current
+            .saturating_sub(i64::try_from(capacity).unwrap_or(i64::MAX))
+            .max(compacted)
+            .max(0);
         let (tx, _) = broadcast::channel(capacity.max(16));
         let cache = Arc::new(WatchCache {
             window: Mutex::new(Window {
