@@ -1,0 +1,770 @@
+//! Writing: create, update, patch and apply, the scale and binding subresources.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_apimachinery::{apply, patch, validation};
+use skiff_storage::StorageError;
+
+use super::*;
+use crate::admission::AdmissionRequest;
+use crate::allocator;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{Stored, set_resource_version};
+use crate::registry::{Resource, Subresource};
+use crate::request::Verb;
+use crate::server::{ApiServer, json_response};
+
+impl ApiServer {
+    pub(crate) async fn create_object(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        body: Value,
+        ctx: &WriteContext,
+    ) -> ApiResult<Value> {
+        let mut ctx = ctx.clone();
+        self.create_with(res, ns, body, &mut ctx).await
+    }
+
+    /// Decode a body through the resource's type, checking apiVersion/kind, and applying
+    /// the field validation level to unknown fields.
+    pub(super) fn decode(
+        &self,
+        res: &Resource,
+        mut body: Value,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<Value> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "the body of the request must be a {} object",
+                res.kind
+            )));
+        }
+        let expected_av = res.api_version();
+        match body.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => body["apiVersion"] = json!(expected_av),
+            Some(av) if av != expected_av => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({expected_av})"
+                )));
+            }
+            _ => {}
+        }
+        match body.get("kind").and_then(Value::as_str) {
+            None | Some("") => body["kind"] = json!(res.kind),
+            Some(k) if k != res.kind => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    res.kind
+                )));
+            }
+            _ => {}
+        }
+        let decoded = (res.decode)(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                res.kind, res.version, res.kind
+            ))
+        })?;
+        if !decoded.unknown_fields.is_empty() {
+            match ctx.field_validation {
+                FieldValidation::Strict => {
+                    let list: Vec<String> = decoded
+                        .unknown_fields
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        list.join(", ")
+                    )));
+                }
+                FieldValidation::Warn => {
+                    for f in &decoded.unknown_fields {
+                        ctx.warnings.push(format!("unknown field \"{f}\""));
+                    }
+                }
+                FieldValidation::Ignore => {}
+            }
+        }
+        Ok(decoded.object)
+    }
+
+    pub(super) fn validate_meta(&self, res: &Resource, obj: &Value) -> Vec<validation::FieldError> {
+        let strategy = res.strategy;
+        validation::validate_object_meta(
+            &obj["metadata"],
+            res.namespaced,
+            |n: &str, prefix: bool| {
+                // A generateName prefix may end in '-', as upstream's maskTrailingDash allows.
+                match n.strip_suffix('-') {
+                    Some(stem) if prefix && !stem.is_empty() => {
+                        strategy.validate_name(&format!("{stem}a"))
+                    }
+                    _ => strategy.validate_name(n),
+                }
+            },
+        )
+    }
+
+    pub(super) async fn create_with(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        body: Value,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<Value> {
+        self.create_inner(res, ns, body, ctx, false).await
+    }
+
+    /// Create; `applied` keeps the managedFields server-side apply computed.
+    pub(super) async fn create_inner(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        body: Value,
+        ctx: &mut WriteContext,
+        applied: bool,
+    ) -> ApiResult<Value> {
+        let mut obj = self.decode(res, body, ctx)?;
+        // The namespace comes from the URL; a different one in the body is a client error.
+        {
+            let meta = meta_mut(&mut obj);
+            if res.namespaced {
+                match meta.get("namespace").and_then(Value::as_str) {
+                    Some(body_ns) if !body_ns.is_empty() && Some(body_ns) != ns => {
+                        return Err(ApiError::bad_request(
+                            "the namespace of the provided object does not match the namespace sent on the request",
+                        ));
+                    }
+                    _ => {}
+                }
+                if let Some(ns) = ns {
+                    meta.insert("namespace".into(), json!(ns));
+                }
+            } else {
+                meta.remove("namespace");
+            }
+            let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty()
+                && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+                && !prefix.is_empty()
+            {
+                let generated = format!("{prefix}{}", random_suffix());
+                meta.insert("name".into(), json!(generated));
+            }
+            meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            meta.remove("resourceVersion");
+            meta.remove("deletionTimestamp");
+            meta.remove("deletionGracePeriodSeconds");
+            if !applied {
+                meta.remove("managedFields");
+            }
+            if res.tracks_generation {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
+        }
+        res.strategy.default(&mut obj);
+        res.strategy.prepare_for_create(&mut obj);
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let mut errs = self.validate_meta(res, &obj);
+        errs.extend(res.strategy.validate(&obj));
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(res.kind, res.group, &name, &errs));
+        }
+        self.admission
+            .admit(&AdmissionRequest {
+                resource: res,
+                subresource: None,
+                verb: Verb::Create,
+                namespace: ns,
+                name: &name,
+                object: Some(&obj),
+                old: None,
+                dry_run: ctx.dry_run,
+            })
+            .await?;
+        if !applied {
+            let now = now_rfc3339();
+            obj = apply::update_managed_fields(None, &obj, &ctx.field_manager, &gvk(res), &now);
+        }
+        let key = res.key(ns, &name);
+        let _allocation_lock;
+        if res.kind == "Service" {
+            let mut used = self
+                .allocator
+                .in_use(&self.store, None)
+                .await
+                .map_err(ApiError::storage)?;
+            allocator::allocate(&self.allocator, &mut used, &mut obj, None)
+                .map_err(|e| alloc_error(res, &name, e))?;
+            _allocation_lock = Some(used);
+        }
+        if ctx.dry_run {
+            return Ok(obj);
+        }
+        let stored = self
+            .store
+            .create(&key, &obj)
+            .await
+            .map_err(|e| ApiError::from_storage(e, subject(res, &name)))?;
+        Ok(stored.object)
+    }
+
+    /// PUT of the object or its status.
+    pub(super) async fn update(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        sub: Option<Subresource>,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<Value> {
+        let obj = self.decode(res, body, ctx)?;
+        if let Some(body_name) = meta_str(&obj, "name")
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if res.namespaced
+            && let Some(body_ns) = meta_str(&obj, "namespace")
+            && !body_ns.is_empty()
+            && Some(body_ns) != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let current = self.get_stored(res, ns, name).await?;
+        if let Some(rv) = meta_str(&obj, "resourceVersion")
+            && !rv.is_empty()
+            && rv != current.revision.to_string()
+        {
+            return Err(ApiError::modified(subject(res, name)));
+        }
+        self.write_update(res, ns, name, obj, current, sub, ctx)
+            .await
+    }
+
+    /// The common tail of PUT, patch and apply: carry over what the endpoint may not change,
+    /// default, validate, admit, and store guarded by the revision read.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write_update(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        current: Stored,
+        sub: Option<Subresource>,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<Value> {
+        let old = &current.object;
+        if sub == Some(Subresource::Status) {
+            // The status endpoint changes status only (and nothing of metadata but what the
+            // status strategy allows upstream: nothing here).
+            let mut merged = old.clone();
+            merged["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+            if merged["status"].is_null() {
+                merged.as_object_mut().map(|m| m.remove("status"));
+            }
+            obj = merged;
+        } else if res.has(Subresource::Status) {
+            match old.get("status") {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    obj.as_object_mut().map(|m| m.remove("status"));
+                }
+            }
+        }
+        {
+            let old_meta = &old["metadata"];
+            let meta = meta_mut(&mut obj);
+            for keep in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old_meta.get(keep) {
+                    Some(v) => meta.insert(keep.to_string(), v.clone()),
+                    None => meta.remove(keep),
+                };
+            }
+            // The stored value never holds it; it is set here for validation only.
+            meta.insert(
+                "resourceVersion".into(),
+                json!(current.revision.to_string()),
+            );
+            if meta.get("managedFields").is_none()
+                && let Some(mf) = old_meta.get("managedFields")
+            {
+                meta.insert("managedFields".into(), mf.clone());
+            }
+        }
+        // Upstream defaults every request body, the status subresource's too.
+        res.strategy.default(&mut obj);
+        if sub != Some(Subresource::Status) {
+            res.strategy.prepare_for_update(&mut obj, old);
+        }
+        let mut errs = self.validate_meta(res, &obj);
+        errs.extend(validation::validate_object_meta_update(
+            &obj["metadata"],
+            &old["metadata"],
+        ));
+        if sub == Some(Subresource::Status) {
+            errs.extend(res.strategy.validate_status_update(&obj, old));
+        } else {
+            errs.extend(res.strategy.validate(&obj));
+            if errs.is_empty() {
+                errs.extend(res.strategy.validate_update(&obj, old));
+            }
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(res.kind, res.group, name, &errs));
+        }
+        if res.tracks_generation && obj.get("spec") != old.get("spec") {
+            let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            meta_mut(&mut obj).insert("generation".into(), json!(g));
+        }
+        self.admission
+            .admit(&AdmissionRequest {
+                resource: res,
+                subresource: sub.map(|s| s.name()),
+                verb: Verb::Update,
+                namespace: ns,
+                name,
+                object: Some(&obj),
+                old: Some(old),
+                dry_run: ctx.dry_run,
+            })
+            .await?;
+        let key = res.key(ns, name);
+        let _allocation_lock;
+        if res.kind == "Service" && sub != Some(Subresource::Status) {
+            let mut used = self
+                .allocator
+                .in_use(&self.store, Some(&key))
+                .await
+                .map_err(ApiError::storage)?;
+            allocator::allocate(&self.allocator, &mut used, &mut obj, Some(old))
+                .map_err(|e| alloc_error(res, name, e))?;
+            _allocation_lock = Some(used);
+        }
+        let mut old_cmp = old.clone();
+        set_resource_version(&mut old_cmp, 0);
+        let mut new_cmp = obj.clone();
+        meta_mut(&mut new_cmp).insert("resourceVersion".into(), json!("0"));
+        if strip_managed_times(&new_cmp) == strip_managed_times(&old_cmp) {
+            // Nothing changed: no write, no new resourceVersion, as upstream.
+            return Ok(current.object);
+        }
+        obj = apply::update_managed_fields(
+            Some(old),
+            &obj,
+            &ctx.field_manager,
+            &gvk(res),
+            &now_rfc3339(),
+        );
+        // An object being deleted goes once its last finalizer is removed.
+        if old["metadata"].get("deletionTimestamp").is_some() && finalizers_empty(&obj) {
+            if ctx.dry_run {
+                return Ok(obj);
+            }
+            let deleted = self
+                .store
+                .delete(&key, Some(current.revision))
+                .await
+                .map_err(|e| ApiError::from_storage(e, subject(res, name)))?;
+            let mut out = obj;
+            set_resource_version(&mut out, deleted.revision);
+            return Ok(out);
+        }
+        if ctx.dry_run {
+            set_resource_version(&mut obj, current.revision);
+            return Ok(obj);
+        }
+        let stored = self
+            .store
+            .update(&key, &obj, current.revision)
+            .await
+            .map_err(|e| ApiError::from_storage(e, subject(res, name)))?;
+        Ok(stored.object)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn patch(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<Subresource>,
+        content_type: &str,
+        body: &[u8],
+        force: bool,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<(Value, bool)> {
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let patch_doc: Value = match ct.as_str() {
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                parse_body("application/apply-patch+yaml", body)?
+            }
+            "application/json-patch+json"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json" => parse_body("application/json", body)?,
+            other => {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+                    ),
+                ));
+            }
+        };
+        let is_apply = ct == "application/apply-patch+yaml";
+        for _attempt in 0..8 {
+            let current = match self.store.get(&res.key(ns, name)).await {
+                Ok(Some(c)) => c,
+                Ok(None) if is_apply && sub.is_none() => {
+                    // Apply to a missing object creates it, owned by this manager.
+                    let mut obj = apply::apply(
+                        None,
+                        &patch_doc,
+                        &ctx.field_manager,
+                        force,
+                        &gvk(res),
+                        &now_rfc3339(),
+                    )
+                    .map_err(|e| apply_error(res, name, e))?;
+                    if meta_str(&obj, "name").is_none_or(str::is_empty) {
+                        meta_mut(&mut obj).insert("name".into(), json!(name));
+                    }
+                    if meta_str(&obj, "name") != Some(name) {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({}) does not match the name on the URL ({name})",
+                            meta_str(&obj, "name").unwrap_or_default()
+                        )));
+                    }
+                    match self.create_inner(res, ns, obj, ctx, true).await {
+                        Err(e) if e.reason == "AlreadyExists" => continue,
+                        other => return other.map(|v| (v, true)),
+                    }
+                }
+                Ok(None) => return Err(ApiError::not_found(subject(res, name))),
+                Err(e) => return Err(ApiError::from_storage(e, subject(res, name))),
+            };
+            if sub == Some(Subresource::Scale) {
+                let scale = to_scale(res, &current.object);
+                let patched = apply_patch_doc(&ct, &scale, &patch_doc, None)?;
+                let result = self
+                    .write_scale(res, ns, name, current, &patched, ctx)
+                    .await;
+                match result {
+                    Err(e)
+                        if e.reason == "Conflict"
+                            && patched["metadata"].get("resourceVersion").is_none() =>
+                    {
+                        continue;
+                    }
+                    other => return other.map(|v| (v, false)),
+                }
+            }
+            let live = current.object.clone();
+            let patched = if is_apply {
+                apply::apply(
+                    Some(&live),
+                    &patch_doc,
+                    &ctx.field_manager,
+                    force,
+                    &gvk(res),
+                    &now_rfc3339(),
+                )
+                .map_err(|e| apply_error(res, name, e))?
+            } else {
+                apply_patch_doc(&ct, &live, &patch_doc, Some(res))?
+            };
+            let precondition = patch_doc["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_string);
+            if let Some(rv) = &precondition
+                && *rv != current.revision.to_string()
+            {
+                return Err(ApiError::modified(subject(res, name)));
+            }
+            let mut patched = patched;
+            if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert(
+                    "resourceVersion".into(),
+                    json!(current.revision.to_string()),
+                );
+            }
+            let decoded = self.decode(res, patched, ctx)?;
+            match self
+                .write_update(res, ns, name, decoded, current, sub, ctx)
+                .await
+            {
+                Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
+                other => return other.map(|v| (v, false)),
+            }
+        }
+        Err(ApiError::modified(subject(res, name)))
+    }
+
+    pub(super) async fn update_scale(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<Value> {
+        let current = self.get_stored(res, ns, name).await?;
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && rv != current.revision.to_string()
+        {
+            return Err(ApiError::modified(subject(res, name)));
+        }
+        self.write_scale(res, ns, name, current, &body, ctx).await
+    }
+
+    pub(super) async fn write_scale(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        current: Stored,
+        scale: &Value,
+        ctx: &mut WriteContext,
+    ) -> ApiResult<Value> {
+        let replicas = match &scale["spec"]["replicas"] {
+            Value::Null => 0,
+            v => v
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("Scale.spec.replicas must be an integer"))?,
+        };
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                &[validation::FieldError::invalid(
+                    "spec.replicas",
+                    replicas.to_string(),
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let mut obj = current.object.clone();
+        obj["spec"]["replicas"] = json!(replicas);
+        let updated = self
+            .write_update(res, ns, name, obj, current, None, ctx)
+            .await?;
+        Ok(to_scale(res, &updated))
+    }
+
+    /// pods/binding: set spec.nodeName once.
+    pub(super) async fn bind(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+    ) -> ApiResult<Response> {
+        let target = body["target"]["name"].as_str().unwrap_or("").to_string();
+        if target.is_empty() {
+            return Err(ApiError::invalid(
+                "Binding",
+                "",
+                name,
+                &[validation::FieldError::required("target.name", "")],
+            ));
+        }
+        for _ in 0..8 {
+            let current = self.get_stored(res, ns, name).await?;
+            if current.object["metadata"]
+                .get("deletionTimestamp")
+                .is_some()
+            {
+                return Err(ApiError::conflict(
+                    subject(res, name),
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            let assigned = current.object["spec"]["nodeName"].as_str().unwrap_or("");
+            if !assigned.is_empty() {
+                return Err(ApiError::conflict(
+                    subject(res, name),
+                    &format!("pod {name} is already assigned to node \"{assigned}\""),
+                ));
+            }
+            let mut obj = current.object.clone();
+            obj["spec"]["nodeName"] = json!(target);
+            set_resource_version(&mut obj, 0);
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            match self
+                .store
+                .update(&res.key(ns, name), &obj, current.revision)
+                .await
+            {
+                Ok(_) => {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+                    return Ok(json_response(StatusCode::CREATED, &status));
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_storage(e, subject(res, name))),
+            }
+        }
+        Err(ApiError::modified(subject(res, name)))
+    }
+}
+
+pub(super) fn finalizers_empty(obj: &Value) -> bool {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+        && (obj["kind"] != "Namespace"
+            || obj["spec"]["finalizers"]
+                .as_array()
+                .is_none_or(|a| a.is_empty()))
+}
+
+pub(super) fn strip_managed_times(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(list) = o["metadata"]
+        .get_mut("managedFields")
+        .and_then(Value::as_array_mut)
+    {
+        for e in list {
+            if let Some(m) = e.as_object_mut() {
+                m.remove("time");
+            }
+        }
+    }
+    o
+}
+
+pub(super) fn gvk(res: &Resource) -> patch::Gvk<'static> {
+    patch::Gvk::new(res.group, res.version, res.kind)
+}
+
+pub(super) fn apply_patch_doc(
+    ct: &str,
+    doc: &Value,
+    patch_doc: &Value,
+    res: Option<&Resource>,
+) -> ApiResult<Value> {
+    let result = match ct {
+        "application/json-patch+json" => patch::json_patch(doc, patch_doc),
+        "application/merge-patch+json" => patch::merge_patch(doc, patch_doc),
+        _ => match res {
+            Some(r) => patch::strategic_merge_patch(doc, patch_doc, &gvk(r)),
+            None => patch::merge_patch(doc, patch_doc),
+        },
+    };
+    result.map_err(|e| ApiError::new(422, "Invalid", e.to_string()))
+}
+
+pub(super) fn apply_error(res: &Resource, name: &str, e: apply::ApplyError) -> ApiError {
+    match &e {
+        apply::ApplyError::Conflicts(conflicts) => {
+            let causes: Vec<Value> = conflicts
+                .iter()
+                .map(|c| {
+                    json!({"reason": "FieldManagerConflict",
+                           "message": format!("conflict with {}", c.manager_description()),
+                           "field": c.field_path})
+                })
+                .collect();
+            let mut err = ApiError::new(409, "Conflict", e.to_string());
+            err.details = Some(
+                json!({"name": name, "group": res.group, "kind": res.plural, "causes": causes}),
+            );
+            err
+        }
+        _ => ApiError::new(422, "Invalid", e.to_string()),
+    }
+}
+
+pub(super) fn alloc_error(res: &Resource, name: &str, e: allocator::AllocationError) -> ApiError {
+    ApiError::invalid(
+        res.kind,
+        res.group,
+        name,
+        &[validation::FieldError::invalid(
+            &e.field, &e.value, &e.detail,
+        )],
+    )
+}
+
+/// autoscaling/v1 Scale for a resource with replicas.
+pub(super) fn to_scale(res: &Resource, obj: &Value) -> Value {
+    let selector = selector_string(&obj["spec"]["selector"]);
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(if res.kind == "Deployment" { 1 } else { 0 })},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// A metav1.LabelSelector as the string form Scale.status.selector carries.
+pub(super) fn selector_string(sel: &Value) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = sel["matchLabels"].as_object() {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match e["operator"].as_str().unwrap_or_default() {
+            "In" => parts.push(format!("{key} in ({})", values.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
+}
+
+const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Five characters from upstream's generateName alphabet (no vowels, no look-alikes).
+pub(super) fn random_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char)
+        .collect()
+}
