@@ -762,6 +762,25 @@ async fn namespace_lifecycle(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(code_of(err).0, 403);
+
+    // The namespace controller empties it, then clears spec.finalizers through
+    // namespaces/<name>/finalize; the namespace is then gone.
+    in_team.delete("x", &DeleteParams::default()).await.unwrap();
+    let mut ns = nss.get("team").await.unwrap();
+    assert_eq!(
+        ns.spec.as_ref().and_then(|s| s.finalizers.clone()),
+        Some(vec!["kubernetes".to_string()])
+    );
+    ns.spec = Some(Default::default());
+    let req = http::Request::put(format!("{}/api/v1/namespaces/team/finalize", server.url))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&ns).unwrap())
+        .unwrap();
+    client
+        .request::<serde_json::Value>(req)
+        .await
+        .expect("finalize");
+    assert_eq!(code_of(nss.get("team").await.unwrap_err()).0, 404);
 }
 
 async fn services_get_cluster_ips(backend: Backend) {

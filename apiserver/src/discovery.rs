@@ -54,6 +54,10 @@ fn sub_kind(r: &Resource, sub: Subresource) -> (Value, &'static [&'static str]) 
             json!({"group": "", "version": "v1", "kind": "Binding"}),
             &["create"],
         ),
+        Subresource::Finalize => (
+            json!({"group": "", "version": "v1", "kind": "Namespace"}),
+            &["update"],
+        ),
     }
 }
 

@@ -38,7 +38,7 @@ pub struct OpenApiResource {
     pub namespaced: bool,
     /// Subresource names (`"status"`, `"scale"`, `"binding"`, `"eviction"`,
     /// `"ephemeralcontainers"`, `"resize"`); others are ignored.
-    pub subresources: &'static [&'static str],
+    pub subresources: Vec<&'static str>,
     /// schemars schema of the type, e.g. `|g| g.subschema_for::<k8s_openapi::api::core::v1::Pod>()`.
     /// Either a `$ref` into the generator's definitions (preferred) or an inline schema, which
     /// is then named after the group, version and kind.

@@ -14,6 +14,8 @@ pub enum Subresource {
     Status,
     Scale,
     Binding,
+    /// Namespaces only: the namespace controller clears `spec.finalizers` through it.
+    Finalize,
 }
 
 impl Subresource {
@@ -22,6 +24,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -91,13 +94,7 @@ impl Resource {
             kind: self.kind,
             plural: self.plural,
             namespaced: self.namespaced,
-            subresources: match self.subresources {
-                [] => &[],
-                [Subresource::Status] => &["status"],
-                [Subresource::Status, Subresource::Scale] => &["status", "scale"],
-                [Subresource::Status, Subresource::Binding] => &["status", "binding"],
-                _ => &[],
-            },
+            subresources: self.subresources.iter().map(|s| s.name()).collect(),
             schema: self.schema,
         }
     }
@@ -172,7 +169,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: &[Subresource::Status],
+        subresources: &[Subresource::Status, Subresource::Finalize],
         tracks_generation: false,
         decode: decode_as::<core::v1::Namespace>,
         schema: schema_of!(core::v1::Namespace),

@@ -161,7 +161,9 @@ pub fn parse(method: &Method, path: &str, query: &HashMap<String, String>) -> Ap
             method.as_str()
         )));
     }
-    if subresource == Some(Subresource::Binding) && verb != Verb::Create {
+    if (subresource == Some(Subresource::Binding) && verb != Verb::Create)
+        || (subresource == Some(Subresource::Finalize) && verb != Verb::Update)
+    {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {path})",
             method.as_str()

@@ -267,13 +267,24 @@ impl ApiServer {
         ctx: &mut WriteContext,
     ) -> ApiResult<Value> {
         let old = &current.object;
+        // The status and finalize endpoints change their part of the object only.
+        let partial = matches!(sub, Some(Subresource::Status | Subresource::Finalize));
         if sub == Some(Subresource::Status) {
-            // The status endpoint changes status only (and nothing of metadata but what the
-            // status strategy allows upstream: nothing here).
             let mut merged = old.clone();
             merged["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
             if merged["status"].is_null() {
                 merged.as_object_mut().map(|m| m.remove("status"));
+            }
+            obj = merged;
+        } else if sub == Some(Subresource::Finalize) {
+            let mut merged = old.clone();
+            match obj["spec"].get("finalizers") {
+                Some(f) => merged["spec"]["finalizers"] = f.clone(),
+                None => {
+                    merged["spec"]
+                        .as_object_mut()
+                        .map(|m| m.remove("finalizers"));
+                }
             }
             obj = merged;
         } else if res.has(Subresource::Status) {
@@ -314,7 +325,7 @@ impl ApiServer {
         }
         // Upstream defaults every request body, the status subresource's too.
         res.strategy.default(&mut obj);
-        if sub != Some(Subresource::Status) {
+        if !partial {
             res.strategy.prepare_for_update(&mut obj, old);
         }
         let mut errs = self.validate_meta(res, &obj);
@@ -351,7 +362,7 @@ impl ApiServer {
             .await?;
         let key = res.key(ns, name);
         let _allocation_lock;
-        if res.kind == "Service" && sub != Some(Subresource::Status) {
+        if res.kind == "Service" && !partial {
             let mut used = self
                 .allocator
                 .in_use(&self.store, Some(&key))

@@ -635,7 +635,7 @@ pub(super) fn paths_for(
             });
         }
 
-        for sub in r.subresources {
+        for sub in r.subresources.iter().copied() {
             let Some(shape) = subresource_shape(sub) else {
                 continue;
             };

@@ -23,7 +23,7 @@ macro_rules! res {
             kind: $kind,
             plural: $plural,
             namespaced: $namespaced,
-            subresources: $subs,
+            subresources: $subs.to_vec(),
             schema: schema_of!($t),
         }
     };
@@ -544,7 +544,7 @@ fn inline_schemas_are_named_after_their_kind() {
         kind: "Lease",
         plural: "leases",
         namespaced: true,
-        subresources: &[],
+        subresources: Vec::new(),
         schema: inline,
     }]);
     let doc = parse(&api.v2());
