@@ -51,6 +51,10 @@ if ! command -v python3 >/dev/null 2>&1; then
 elif ! python3 -m pip --version >/dev/null 2>&1; then
     wanted+=(python3-pip)
 fi
+# Debian's python3 needs python3-venv for the Python client tests' virtualenv.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    wanted+=(python3-venv)
+fi
 
 missing=()
 for pkg in "${wanted[@]}"; do
@@ -88,3 +92,14 @@ command -v etcd >/dev/null 2>&1 || die "etcd still not on PATH after installing 
 
 # --- kubectl and helm ---------------------------------------------------------
 "${script_dir}/install-kubectl.sh"
+
+# --- the Python kubernetes client (tests/python) ---------------------------------
+readonly PY_CLIENT_VERSION="37.0.2"
+venv_dir="$(cd "${script_dir}/.." && pwd)/.cache/python"
+if "${venv_dir}/bin/python" -c "import kubernetes, sys; sys.exit(kubernetes.__version__ != '${PY_CLIENT_VERSION}')" >/dev/null 2>&1; then
+    log "Python kubernetes client ${PY_CLIENT_VERSION} already in ${venv_dir}"
+else
+    log "installing the Python kubernetes client ${PY_CLIENT_VERSION} into ${venv_dir}"
+    python3 -m venv "${venv_dir}"
+    "${venv_dir}/bin/python" -m pip install -q "kubernetes==${PY_CLIENT_VERSION}"
+fi
