@@ -86,6 +86,17 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         .await;
     assert_status(&r, 400, "BadRequest");
 
+    // Malformed protobuf (the encoding client-go's typed clients send).
+    let r = http
+        .send(
+            reqwest::Method::POST,
+            cms,
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\x00\x0a\xff\xff".to_vec(),
+        )
+        .await;
+    assert_status(&r, 400, "BadRequest");
+
     // Invalid names, with the field path in the causes.
     let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_Valid"}});
     let r = http

@@ -454,6 +454,142 @@ fn kubectl_end_to_end() {
     assert_eq!(phase.trim(), "Terminating");
 }
 
+/// kubectl's typed commands (and helm) send protobuf request bodies.
+#[test]
+fn kubectl_typed_commands_and_helm() {
+    let server = Server::start(Backend::Embedded);
+    let k = Kubectl {
+        server: &server,
+        bin: kubectl_path(),
+    };
+    k.ok(&["create", "namespace", "typed"]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "typed",
+        "--image=nginx:1.27",
+        "--replicas=3",
+        "--port=80",
+    ]);
+    let out = k.ok(&["get", "deploy", "web", "-n", "typed", "-o", "json"]);
+    let d: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "typed",
+        "--from-literal=password=pw",
+    ]);
+    let pw = k.ok(&[
+        "get",
+        "secret",
+        "creds",
+        "-n",
+        "typed",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    assert_eq!(pw.trim(), "cHc=");
+    k.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "typed",
+        "--from-literal=k=v",
+    ]);
+    k.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "-n",
+        "typed",
+        "--tcp=80:8080",
+    ]);
+    let svc = k.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-n",
+        "typed",
+        "-o",
+        "jsonpath={.spec.type} {.spec.ports[0].targetPort} {.spec.ports[0].nodePort}",
+    ]);
+    let parts: Vec<&str> = svc.split_whitespace().collect();
+    assert_eq!(parts[..2], ["NodePort", "8080"], "{svc}");
+    assert!(
+        parts[2]
+            .parse::<u16>()
+            .is_ok_and(|p| (30000..=32767).contains(&p)),
+        "{svc}"
+    );
+    k.ok(&["create", "serviceaccount", "robot", "-n", "typed"]);
+    k.ok(&["get", "sa", "robot", "-n", "typed"]);
+
+    // helm stores releases as Secrets through the typed client.
+    let helm = kubectl_path().with_file_name("helm");
+    let chart = server.data_dir().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    )
+    .expect("Chart.yaml");
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  v: {{ .Values.v | default \"1\" | quote }}\n",
+    )
+    .expect("template");
+    let helm_run = |args: &[&str]| {
+        let out = Command::new(&helm)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .env("HOME", server.data_dir())
+            .env("HELM_CACHE_HOME", server.data_dir().join("helm-cache"))
+            .env("HELM_CONFIG_HOME", server.data_dir().join("helm-config"))
+            .env("HELM_DATA_HOME", server.data_dir().join("helm-data"))
+            .output()
+            .expect("run helm");
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chart_path = chart.to_string_lossy().into_owned();
+    helm_run(&["install", "rel", &chart_path, "-n", "typed"]);
+    helm_run(&["upgrade", "rel", &chart_path, "-n", "typed", "--set", "v=2"]);
+    let v = k.ok(&[
+        "get",
+        "cm",
+        "rel-cm",
+        "-n",
+        "typed",
+        "-o",
+        "jsonpath={.data.v}",
+    ]);
+    assert_eq!(v.trim(), "2");
+    let list = helm_run(&["list", "-n", "typed"]);
+    assert!(list.contains("rel") && list.contains("deployed"), "{list}");
+    helm_run(&["uninstall", "rel", "-n", "typed"]);
+    let err = k.fails(&["get", "cm", "rel-cm", "-n", "typed"]);
+    assert!(err.contains("not found"), "{err}");
+}
+
 #[test]
 fn kubectl_reports_bad_input() {
     let server = Server::start(Backend::Embedded);

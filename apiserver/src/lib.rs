@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod server;

@@ -170,8 +170,13 @@ impl DeleteOptions {
     pub(super) fn parse(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOptions> {
         let mut o = DeleteOptions::default();
         if !body.iter().all(u8::is_ascii_whitespace) {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+            // client-go's typed clients (helm's among them) send DeleteOptions as protobuf.
+            let v: Value = if crate::protobuf::has_prefix(body) {
+                crate::protobuf::decode_body(body).map_err(protobuf_error)?
+            } else {
+                serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            };
             o.grace_period = v["gracePeriodSeconds"].as_i64();
             o.propagation = v["propagationPolicy"].as_str().map(str::to_string);
             if v["orphanDependents"] == json!(true) {

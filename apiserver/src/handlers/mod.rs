@@ -144,8 +144,8 @@ pub fn parse_body(content_type: &str, bytes: &[u8]) -> ApiResult<Value> {
         ct.as_str(),
         "application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml"
     );
-    if ct.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(&ct));
+    if crate::protobuf::is_media_type(&ct) {
+        return crate::protobuf::decode_body(bytes).map_err(protobuf_error);
     }
     if yaml {
         let text = std::str::from_utf8(bytes)
@@ -156,6 +156,17 @@ pub fn parse_body(content_type: &str, bytes: &[u8]) -> ApiResult<Value> {
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))
+}
+
+/// A body the protobuf decoder refuses: a kind it has no schema for is a media type this
+/// server cannot take (415); anything else is a malformed request (400).
+pub(crate) fn protobuf_error(e: crate::protobuf::ProtobufError) -> ApiError {
+    match e {
+        crate::protobuf::ProtobufError::UnsupportedKind { .. } => {
+            ApiError::new(415, "UnsupportedMediaType", e.to_string())
+        }
+        other => ApiError::bad_request(other.to_string()),
+    }
 }
 
 fn content_type(headers: &HeaderMap) -> String {
