@@ -1,5 +1,9 @@
 //! Admission: plugins that see every write after validation and before storage, in order.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -7,6 +11,8 @@ use crate::error::{ApiError, ApiResult, Subject};
 use crate::objects::ObjectStore;
 use crate::registry::{self, Resource};
 use crate::request::Verb;
+use crate::watch::{CacheEvent, WatchCache};
+use skiff_storage::ListOptions;
 
 /// A write about to be stored.
 pub struct AdmissionRequest<'a> {
@@ -38,9 +44,9 @@ pub struct AdmissionChain {
 }
 
 impl AdmissionChain {
-    pub fn new(store: ObjectStore) -> Self {
+    pub fn new(store: ObjectStore, cache: &Arc<WatchCache>) -> Self {
         AdmissionChain {
-            plugins: vec![Box::new(NamespaceLifecycle { store })],
+            plugins: vec![Box::new(NamespaceLifecycle::new(store, cache))],
         }
     }
 
@@ -56,6 +62,123 @@ impl AdmissionChain {
 /// is being terminated, and the system namespaces cannot be deleted.
 pub struct NamespaceLifecycle {
     store: ObjectStore,
+    /// Namespace name → whether it is terminating, kept from the watch cache so that most
+    /// creates need no extra store read (upstream checks an informer cache the same way).
+    /// A namespace missing here is looked up in the store.
+    known: Arc<Mutex<HashMap<String, bool>>>,
+    /// Namespaces this server was asked to delete lately: the cache may not show them
+    /// terminating yet, so they are read from the store (upstream's force-live-lookup).
+    recently_deleted: Mutex<HashMap<String, Instant>>,
+}
+
+const FORCE_LIVE_LOOKUP: Duration = Duration::from_secs(30);
+
+const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
+
+impl NamespaceLifecycle {
+    pub fn new(store: ObjectStore, cache: &Arc<WatchCache>) -> Self {
+        let known = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(track_namespaces(
+            store.clone(),
+            Arc::clone(cache),
+            Arc::clone(&known),
+        ));
+        NamespaceLifecycle {
+            store,
+            known,
+            recently_deleted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, ns: &str) -> Option<bool> {
+        {
+            let mut recent = self
+                .recently_deleted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            recent.retain(|_, at| at.elapsed() < FORCE_LIVE_LOOKUP);
+            if recent.contains_key(ns) {
+                return None;
+            }
+        }
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns)
+            .copied()
+    }
+}
+
+fn note_namespace(known: &Mutex<HashMap<String, bool>>, ev: &CacheEvent) {
+    let Some(name) = ev.key.strip_prefix(NAMESPACES_PREFIX) else {
+        return;
+    };
+    let mut map = known.lock().unwrap_or_else(|p| p.into_inner());
+    if ev.deleted {
+        map.remove(name);
+    } else {
+        map.insert(
+            name.to_string(),
+            ev.object["status"]["phase"] == "Terminating",
+        );
+    }
+}
+
+/// Keep `known` equal to the stored namespaces: list them, then follow the watch cache from
+/// the list's revision. Whenever the feed is lost the map is emptied (lookups then go to the
+/// store) and rebuilt.
+async fn track_namespaces(
+    store: ObjectStore,
+    cache: Arc<WatchCache>,
+    known: Arc<Mutex<HashMap<String, bool>>>,
+) {
+    loop {
+        let page = store
+            .list(ListOptions {
+                prefix: NAMESPACES_PREFIX.to_string(),
+                ..Default::default()
+            })
+            .await;
+        let (page, sub) = match page {
+            Ok(p) => {
+                let sub = cache.subscribe_after(p.revision);
+                (p, sub)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "listing namespaces for admission failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some(mut sub) = sub else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        };
+        {
+            let mut map = known.lock().unwrap_or_else(|p| p.into_inner());
+            map.clear();
+            for item in &page.items {
+                if let Some(name) = item.key.strip_prefix(NAMESPACES_PREFIX) {
+                    map.insert(
+                        name.to_string(),
+                        item.object["status"]["phase"] == "Terminating",
+                    );
+                }
+            }
+        }
+        let mut after = page.revision;
+        for ev in &sub.replay {
+            note_namespace(&known, ev);
+            after = ev.revision;
+        }
+        while let Ok(ev) = sub.live.recv().await {
+            if ev.revision > after {
+                note_namespace(&known, &ev);
+                after = ev.revision;
+            }
+        }
+        known.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -68,11 +191,17 @@ impl AdmissionPlugin for NamespaceLifecycle {
 
     async fn validate(&self, req: &AdmissionRequest<'_>) -> ApiResult<()> {
         if req.resource.kind == "Namespace" {
-            if req.verb == Verb::Delete && IMMORTAL_NAMESPACES.contains(&req.name) {
-                return Err(ApiError::forbidden(format!(
-                    "namespaces \"{}\" is forbidden: this namespace may not be deleted",
-                    req.name
-                )));
+            if req.verb == Verb::Delete {
+                if IMMORTAL_NAMESPACES.contains(&req.name) {
+                    return Err(ApiError::forbidden(format!(
+                        "namespaces \"{}\" is forbidden: this namespace may not be deleted",
+                        req.name
+                    )));
+                }
+                self.recently_deleted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(req.name.to_string(), Instant::now());
             }
             return Ok(());
         }
@@ -90,14 +219,22 @@ impl AdmissionPlugin for NamespaceLifecycle {
             plural: "namespaces",
             name: ns,
         };
-        let stored = self
-            .store
-            .get(&ns_res.key(None, ns))
-            .await
-            .map_err(|e| ApiError::from_storage(e, subject))?;
-        match stored {
-            None => Err(ApiError::not_found(subject)),
-            Some(s) if s.object["status"]["phase"] == "Terminating" => {
+        let terminating = match self.cached(ns) {
+            Some(t) => t,
+            None => {
+                let stored = self
+                    .store
+                    .get(&ns_res.key(None, ns))
+                    .await
+                    .map_err(|e| ApiError::from_storage(e, subject))?;
+                match stored {
+                    None => return Err(ApiError::not_found(subject)),
+                    Some(s) => s.object["status"]["phase"] == "Terminating",
+                }
+            }
+        };
+        match terminating {
+            true => {
                 let mut e = ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     if req.resource.group.is_empty() {
@@ -114,7 +251,7 @@ impl AdmissionPlugin for NamespaceLifecycle {
                 }));
                 Err(e)
             }
-            Some(_) => Ok(()),
+            false => Ok(()),
         }
     }
 }

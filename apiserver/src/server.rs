@@ -104,7 +104,7 @@ impl ApiServer {
         let openapi = OpenApi::build(&resources);
         tracing::debug!(elapsed = ?started.elapsed(), "built OpenAPI documents");
         let server = Arc::new(ApiServer {
-            admission: AdmissionChain::new(store.clone()),
+            admission: AdmissionChain::new(store.clone(), &cache),
             store,
             cache,
             openapi,

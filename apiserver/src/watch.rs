@@ -3,7 +3,9 @@
 //! resourceVersion are served from memory.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -25,9 +27,17 @@ pub struct CacheEvent {
     pub object: Value,
     /// The object before this change, if it existed.
     pub prev: Option<Value>,
+    /// `object` as JSON, encoded once for every watcher that sends it as is.
+    encoded: OnceLock<Bytes>,
 }
 
 impl CacheEvent {
+    /// `object` serialized as JSON, computed on first use and shared by all watchers.
+    pub fn encoded_object(&self) -> &Bytes {
+        self.encoded
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.object).unwrap_or_default()))
+    }
+
     pub fn from_store(ev: WatchEvent) -> Result<CacheEvent, StorageError> {
         match ev {
             WatchEvent::Put { kv, prev } => {
@@ -41,6 +51,7 @@ impl CacheEvent {
                     deleted: false,
                     object: decode(&kv)?.object,
                     prev,
+                    encoded: OnceLock::new(),
                 })
             }
             WatchEvent::Delete { prev, revision } => {
@@ -53,6 +64,7 @@ impl CacheEvent {
                     deleted: true,
                     object,
                     prev: Some(old),
+                    encoded: OnceLock::new(),
                 })
             }
         }

@@ -57,7 +57,7 @@ impl Filter {
 
     pub(super) fn matches(&self, obj: &Value) -> bool {
         if let Some(l) = &self.labels
-            && !l.matches(&labels_of(obj))
+            && !l.matches(&obj["metadata"]["labels"])
         {
             return false;
         }

@@ -22,6 +22,17 @@ pub(super) fn wire_event(kind: &str, object: &Value) -> bytes::Bytes {
     bytes::Bytes::from(line)
 }
 
+/// A watch event around an object already encoded as JSON (shared by every watcher).
+fn wire_event_encoded(kind: &str, object: &bytes::Bytes) -> bytes::Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
+}
+
 pub(super) struct WatchParams {
     filter: Filter,
     namespace_prefix: String,
@@ -58,7 +69,10 @@ impl WatchParams {
             (true, false, _) => "DELETED",
             (false, false, _) => return None,
         };
-        Some(wire_event(kind, &self.shape(res, &ev.object)))
+        Some(match self.render {
+            Rendering::Object => wire_event_encoded(kind, ev.encoded_object()),
+            _ => wire_event(kind, &self.shape(res, &ev.object)),
+        })
     }
 }
 
