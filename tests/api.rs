@@ -246,6 +246,15 @@ async fn defaults_generation_and_status(backend: Backend) {
         .patch_status("web", &PatchParams::default(), &Patch::Merge(status_patch))
         .await
         .unwrap();
+    assert!(
+        after
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.subresource.as_deref() == Some("status")),
+        "a status write is recorded against the status subresource"
+    );
     assert_eq!(after.status.unwrap().replicas, Some(3));
     assert_eq!(after.spec.replicas, Some(1));
 
@@ -453,6 +462,16 @@ async fn patches_and_apply(backend: Backend) {
         .await
         .unwrap();
     assert!(!d.metadata.labels.unwrap_or_default().contains_key("team"));
+    // Applies are recorded as the manager's Apply entry only, never as an Update.
+    let tester: Vec<String> = d
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.manager.as_deref() == Some("tester"))
+        .filter_map(|m| m.operation)
+        .collect();
+    assert_eq!(tester, vec!["Apply".to_string()]);
 
     // JSON patch, merge patch, strategic merge patch.
     let d = deps

@@ -33,6 +33,8 @@ pub struct WriteContext {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
     pub warnings: Vec<String>,
+    /// A server-side apply: managedFields come from the apply itself, not from a diff.
+    pub applying: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,7 @@ impl WriteContext {
             dry_run: false,
             field_validation: FieldValidation::Ignore,
             warnings: Vec::new(),
+            applying: false,
         }
     }
 
@@ -99,6 +102,7 @@ impl WriteContext {
             dry_run,
             field_validation,
             warnings: Vec::new(),
+            applying: false,
         })
     }
 }

@@ -380,13 +380,27 @@ impl ApiServer {
             // Nothing changed: no write, no new resourceVersion, as upstream.
             return Ok(current.object);
         }
-        obj = apply::update_managed_fields(
-            Some(old),
-            &obj,
-            &ctx.field_manager,
-            &gvk(res),
-            &now_rfc3339(),
-        );
+        // Server-side apply has recorded its own ownership already.
+        if !ctx.applying {
+            let now = now_rfc3339();
+            obj = match sub {
+                Some(Subresource::Status) => apply::update_managed_fields_for_subresource(
+                    Some(old),
+                    &obj,
+                    &ctx.field_manager,
+                    "status",
+                    &gvk(res),
+                    &now,
+                ),
+                _ => apply::update_managed_fields(
+                    Some(old),
+                    &obj,
+                    &ctx.field_manager,
+                    &gvk(res),
+                    &now,
+                ),
+            };
+        }
         // An object being deleted goes once its last finalizer is removed.
         if old["metadata"].get("deletionTimestamp").is_some() && finalizers_empty(&obj) {
             if ctx.dry_run {
@@ -449,6 +463,7 @@ impl ApiServer {
             }
         };
         let is_apply = ct == "application/apply-patch+yaml";
+        ctx.applying = is_apply;
         for _attempt in 0..8 {
             let current = match self.store.get(&res.key(ns, name)).await {
                 Ok(Some(c)) => c,
