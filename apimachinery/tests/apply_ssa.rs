@@ -639,3 +639,36 @@ fn invalid_configurations_are_rejected() {
         Err(ApplyError::NotAnObject)
     ));
 }
+
+/// kubectl's client-side → server-side apply migration hands the applier an entry that owns
+/// `data` itself ("."); the next apply's config names only `data.greeting`, and the map must
+/// stay.
+#[test]
+fn a_parent_owned_with_dot_stays_while_its_children_are_applied() {
+    let live = with_managed_fields(
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "labels": {"app": "web"}},
+            "data": {"greeting": "hi"}
+        }),
+        vec![{
+            let mut e = entry(
+                "kubectl",
+                "Apply",
+                T1,
+                json!({"f:data": {".": {}, "f:greeting": {}},
+                       "f:metadata": {"f:labels": {".": {}, "f:app": {}}}}),
+            );
+            e["apiVersion"] = json!("v1");
+            e
+        }],
+    );
+    let config = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "labels": {"app": "web"}},
+        "data": {"greeting": "server-side"}
+    });
+    let out = apply(Some(&live), &config, "kubectl", true, &CONFIG_MAP, T2).expect("apply");
+    assert_eq!(out["data"], json!({"greeting": "server-side"}));
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+}

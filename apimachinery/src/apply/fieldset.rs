@@ -275,6 +275,22 @@ impl FieldSet {
         out
     }
 
+    /// The same paths, with every path that has paths below it also a member itself: a
+    /// field a configuration sets below `data` keeps `data` (the map) in existence, as
+    /// upstream's `EnsureNamedFieldsAreMembers` does before pruning.
+    pub fn with_parents_as_members(&self) -> FieldSet {
+        let mut out = FieldSet::new();
+        out.members = self.members.clone();
+        for (element, child) in &self.children {
+            if !child.is_empty() {
+                out.members.insert(element.clone());
+            }
+            out.children
+                .insert(element.clone(), child.with_parents_as_members());
+        }
+        out
+    }
+
     /// Paths in both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet::new();

@@ -449,10 +449,13 @@ pub fn apply(
 
     let mut merged = typed::merge(&live_object, &config, node)?;
 
-    // Fields this manager applied last time and nobody (it included) owns any more.
+    // Fields this manager applied last time and nobody (it included) owns any more. A map
+    // or list item that still has owned fields below it stays, even if its own "." entry
+    // was this manager's alone.
     let owned = entries
         .iter()
-        .fold(me.fields.clone(), |acc, e| acc.union(&e.fields));
+        .fold(me.fields.clone(), |acc, e| acc.union(&e.fields))
+        .with_parents_as_members();
     typed::remove(&mut merged, &last_set.difference(&owned), node)?;
 
     let cmp = filtered_comparison(&live_object, &merged, node, "")?;
