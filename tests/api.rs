@@ -260,6 +260,14 @@ async fn defaults_generation_and_status(backend: Backend) {
 
     // Scale subresource.
     let scale = deps.get_scale("web").await.unwrap();
+    assert_eq!(
+        scale
+            .status
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .as_deref(),
+        Some("app=web")
+    );
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
     deps.patch_scale(
         "web",

@@ -757,31 +757,12 @@ pub(super) fn to_scale(res: &Resource, obj: &Value) -> Value {
     })
 }
 
-/// A metav1.LabelSelector as the string form Scale.status.selector carries.
-pub(super) fn selector_string(sel: &Value) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(m) = sel["matchLabels"].as_object() {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
-        }
-    }
-    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
-        let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        match e["operator"].as_str().unwrap_or_default() {
-            "In" => parts.push(format!("{key} in ({})", values.join(","))),
-            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
-            "Exists" => parts.push(key.to_string()),
-            "DoesNotExist" => parts.push(format!("!{key}")),
-            _ => {}
-        }
-    }
-    parts.join(",")
+/// A metav1.LabelSelector as the string form Scale.status.selector carries (upstream's
+/// canonical selector string).
+fn selector_string(sel: &Value) -> String {
+    skiff_apimachinery::labels::Selector::from_label_selector_value(sel)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
