@@ -1,0 +1,2 @@
+//! Container lifecycle.
+pub mod rootfs;
