@@ -1,1 +1,27 @@
-//! Entry points for the runtime's own processes, re-executed from the `skiff` binary.
+//! Entry points for the runtime's own processes — the per-container monitor, the exec helper and
+//! the pod sandbox's pause process — which the runtime starts by re-executing its helper binary
+//! (the `skiff` binary) with [`MARKER`] as the first argument.
+
+/// The first argument that marks a re-executed runtime process.
+pub const MARKER: &str = "__skiff_runtime";
+
+/// Call first thing in `main`, before any thread or async runtime exists: when this process is one
+/// of the runtime's own, runs it and returns the code to exit with.
+pub fn dispatch() -> Option<i32> {
+    let mut args = std::env::args();
+    args.next();
+    if args.next()? != MARKER {
+        return None;
+    }
+    let role = args.next().unwrap_or_default();
+    let payload = args.next().unwrap_or_default();
+    Some(match role.as_str() {
+        "monitor" => crate::container::run_monitor_process(&payload),
+        "exec" => crate::container::run_exec_process(&payload),
+        "pause" => crate::sandbox::pause(),
+        other => {
+            eprintln!("skiff: unknown runtime process role {other:?}");
+            2
+        }
+    })
+}

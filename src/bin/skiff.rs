@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the Kubernetes API server.
     Server(ServerArgs),
+    /// Skiff's container runtime: images and runc-compatible container verbs.
+    Runtime(skiff_runtime::cli::RuntimeArgs),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +57,11 @@ struct ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The runtime's own processes (container monitors, exec helpers, pause) re-execute this
+    // binary: serve them before anything else starts a thread.
+    if let Some(code) = skiff_runtime::reexec::dispatch() {
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
@@ -63,9 +70,12 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
+        // Synchronous and single-threaded: container monitors are forked from this process.
+        Command::Runtime(args) => std::process::exit(skiff_runtime::cli::run(args)),
+        Command::Server(args) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(server(args)),
     }
 }
 
