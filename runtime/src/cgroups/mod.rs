@@ -18,7 +18,8 @@
 //!
 //! Cost: [`Hierarchy`] is an `Arc` inside (cheap to clone); detect it once. A [`Cgroup`]
 //! precomputes its directories; `create`, `add_process` and `destroy` do one syscall per
-//! controller directory on the happy path (no reads, no sleeps).
+//! controller directory on the happy path (plus, for a new v1 cpuset level, reading the
+//! parent's cpus/mems); no sleeps unless a cgroup is busy.
 
 pub mod mountinfo;
 
@@ -175,10 +176,10 @@ impl Hierarchy {
     {
         let mut by_controller: [Option<PathBuf>; 8] = Default::default();
         for (name, mountpoint) in mounts {
-            if let Some(i) = V1_CONTROLLERS.iter().position(|c| *c == name.as_ref()) {
-                if by_controller[i].is_none() {
-                    by_controller[i] = Some(mountpoint.into());
-                }
+            if let Some(i) = V1_CONTROLLERS.iter().position(|c| *c == name.as_ref())
+                && by_controller[i].is_none()
+            {
+                by_controller[i] = Some(mountpoint.into());
             }
         }
         let mut grouped: Vec<(PathBuf, Vec<usize>)> = Vec::new();
@@ -474,7 +475,8 @@ impl Cgroup {
 
     /// Sends `signal` to every process of the cgroup and its descendants. v1 freezes the
     /// cgroup (when the freezer is mounted) around the signalling so nothing forks away; v2
-    /// uses `cgroup.kill` for SIGKILL when the kernel has it.
+    /// uses `cgroup.kill` for SIGKILL when the kernel has it. Never call it on a cgroup that
+    /// holds the caller itself (the v1 freeze would stop the caller).
     pub fn kill_all(&self, signal: Signal) -> Result<(), CgroupError> {
         self.check()?;
         match &*self.hierarchy.inner {

@@ -203,15 +203,17 @@ fn swap_max(
 
 pub(super) fn stats(cg: &Cgroup) -> CgroupStats {
     let d = cg.primary_dir();
-    let mut s = CgroupStats::default();
-    s.cpu_usage_nanos = fsutil::read_keyed_or_zero(&d.join("cpu.stat"), "usage_usec") * 1000;
-    s.memory_usage_bytes = fsutil::read_u64_or_zero(&d.join("memory.current"));
+    let memory_usage_bytes = fsutil::read_u64_or_zero(&d.join("memory.current"));
     let inactive = fsutil::read_keyed_or_zero(&d.join("memory.stat"), "inactive_file");
-    s.memory_working_set_bytes = s.memory_usage_bytes.saturating_sub(inactive);
-    s.memory_limit_bytes = fsutil::read_u64_or_zero(&d.join("memory.max"));
-    s.pids_current = fsutil::read_u64_or_zero(&d.join("pids.current"));
-    s.oom_kill_count = fsutil::read_keyed_or_zero(&d.join("memory.events"), "oom_kill");
-    s
+    CgroupStats {
+        cpu_usage_nanos: fsutil::read_keyed_or_zero(&d.join("cpu.stat"), "usage_usec")
+            .saturating_mul(1000),
+        memory_usage_bytes,
+        memory_working_set_bytes: memory_usage_bytes.saturating_sub(inactive),
+        memory_limit_bytes: fsutil::read_u64_or_zero(&d.join("memory.max")),
+        pids_current: fsutil::read_u64_or_zero(&d.join("pids.current")),
+        oom_kill_count: fsutil::read_keyed_or_zero(&d.join("memory.events"), "oom_kill"),
+    }
 }
 
 pub(super) fn kill_all(cg: &Cgroup, signal: Signal) -> Result<(), CgroupError> {
