@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{Mode, SFlag, mknodat};
-use nix::unistd::{Gid, Uid, fchownat, symlinkat, unlinkat, UnlinkatFlags};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::RootfsError;
@@ -60,7 +60,13 @@ pub(crate) fn setup_dev(root: BorrowedFd<'_>, devices: &[LinuxDevice]) -> Result
     for &(name, target) in DEFAULT_SYMLINKS {
         match symlinkat(target, dev.as_fd(), name) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => return Err(RootfsError::path("symlink", &Path::new("/dev").join(name), errno)),
+            Err(errno) => {
+                return Err(RootfsError::path(
+                    "symlink",
+                    &Path::new("/dev").join(name),
+                    errno,
+                ));
+            }
         }
     }
     // /dev/ptmx must be the devpts instance's ptmx (replace whatever the image has).
@@ -79,7 +85,11 @@ pub(crate) fn setup_dev(root: BorrowedFd<'_>, devices: &[LinuxDevice]) -> Result
     Ok(())
 }
 
-fn create_spec_device(root: BorrowedFd<'_>, dev: &OwnedFd, d: &LinuxDevice) -> Result<(), RootfsError> {
+fn create_spec_device(
+    root: BorrowedFd<'_>,
+    dev: &OwnedFd,
+    d: &LinuxDevice,
+) -> Result<(), RootfsError> {
     let path = d.path();
     let kind = match d.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
@@ -93,10 +103,16 @@ fn create_spec_device(root: BorrowedFd<'_>, dev: &OwnedFd, d: &LinuxDevice) -> R
         }
     };
     let (Some(name), Some(parent)) = (path.file_name(), path.parent()) else {
-        return Err(RootfsError::Spec(format!("device path {:?} has no file name", path)));
+        return Err(RootfsError::Spec(format!(
+            "device path {:?} has no file name",
+            path
+        )));
     };
     let (Ok(major), Ok(minor)) = (u32::try_from(d.major()), u32::try_from(d.minor())) else {
-        return Err(RootfsError::Spec(format!("device {}: bad major/minor", path.display())));
+        return Err(RootfsError::Spec(format!(
+            "device {}: bad major/minor",
+            path.display()
+        )));
     };
     // Most devices live directly in /dev: reuse its fd.
     let parent_fd;
@@ -152,7 +168,13 @@ fn make_node(
 }
 
 fn bind_host_node(dir: BorrowedFd<'_>, name: &OsStr, host: &Path) -> Result<(), RootfsError> {
-    match mknodat(dir, name, SFlag::S_IFREG, Mode::from_bits_truncate(0o644), 0) {
+    match mknodat(
+        dir,
+        name,
+        SFlag::S_IFREG,
+        Mode::from_bits_truncate(0o644),
+        0,
+    ) {
         Ok(()) | Err(Errno::EEXIST) => {}
         Err(errno) => return Err(RootfsError::path("create file", host, errno)),
     }

@@ -121,14 +121,8 @@ fn prepare_inner(spec: &Spec, bundle: &Path) -> Result<(), RootfsError> {
         None | Some("") => MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         Some(word) => root_propagation(word)?,
     };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        propagation,
-        None::<&str>,
-    )
-    .map_err(|e| RootfsError::mount("", Path::new("/"), "", propagation, e))?;
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .map_err(|e| RootfsError::mount("", Path::new("/"), "", propagation, e))?;
     if propagation.contains(MsFlags::MS_SHARED) {
         // pivot_root refuses a shared parent mount of the new root.
         make_parent_mount_private(&rootfs)?;
@@ -136,14 +130,8 @@ fn prepare_inner(spec: &Spec, bundle: &Path) -> Result<(), RootfsError> {
 
     // 2. The rootfs becomes a mount point of its own.
     let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
-    mount(
-        Some(&rootfs),
-        &rootfs,
-        None::<&str>,
-        bind,
-        None::<&str>,
-    )
-    .map_err(|e| RootfsError::mount(&rootfs.to_string_lossy(), &rootfs, "bind", bind, e))?;
+    mount(Some(&rootfs), &rootfs, None::<&str>, bind, None::<&str>)
+        .map_err(|e| RootfsError::mount(&rootfs.to_string_lossy(), &rootfs, "bind", bind, e))?;
     let root = open(
         &rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -190,8 +178,7 @@ fn root_propagation(word: &str) -> Result<MsFlags, RootfsError> {
 
 /// Makes the mount containing `rootfs` private (only needed when the root propagation is shared).
 fn make_parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let rootfs =
-        std::fs::canonicalize(rootfs).map_err(|e| io_err("realpath", rootfs, e))?;
+    let rootfs = std::fs::canonicalize(rootfs).map_err(|e| io_err("realpath", rootfs, e))?;
     let info = std::fs::read("/proc/self/mountinfo")
         .map_err(|e| io_err("read", Path::new("/proc/self/mountinfo"), e))?;
     let mut best: Option<PathBuf> = None;
@@ -224,8 +211,15 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
-        if field[i] == b'\\' && i + 3 < field.len() && field[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((field[i + 1] - b'0') * 64 + (field[i + 2] - b'0') * 8 + (field[i + 3] - b'0'));
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(
+                (field[i + 1] - b'0') * 64 + (field[i + 2] - b'0') * 8 + (field[i + 3] - b'0'),
+            );
             i += 4;
         } else {
             out.push(field[i]);
@@ -236,7 +230,11 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
 }
 
 fn io_err(op: &'static str, path: &Path, e: std::io::Error) -> RootfsError {
-    RootfsError::path(op, path, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    RootfsError::path(
+        op,
+        path,
+        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    )
 }
 
 /// Host mounts standing in for a `cgroup` mount, and for `sysfs` when a fresh one is refused.
@@ -291,7 +289,13 @@ fn mount_entry(
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 dest,
             )?;
-            after_mount(root, dest, &opts, MsFlags::empty(), flags_to_attr(opts.flags))
+            after_mount(
+                root,
+                dest,
+                &opts,
+                MsFlags::empty(),
+                flags_to_attr(opts.flags),
+            )
         }
         _ => {
             let target = ensure_in_root(root, dest, DestKind::Dir)?;
@@ -539,7 +543,15 @@ fn readonly_path(p: &Path) -> Result<(), RootfsError> {
     match mount(Some(p), p, None::<&str>, flags, None::<&str>) {
         Ok(()) => {}
         Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(RootfsError::mount(&p.to_string_lossy(), p, "bind", flags, e)),
+        Err(e) => {
+            return Err(RootfsError::mount(
+                &p.to_string_lossy(),
+                p,
+                "bind",
+                flags,
+                e,
+            ));
+        }
     }
     let path = p.to_string_lossy();
     remount_bind(
@@ -550,28 +562,41 @@ fn readonly_path(p: &Path) -> Result<(), RootfsError> {
 }
 
 fn mask_path(p: &Path) -> Result<(), RootfsError> {
-    match mount(
-        Some("/dev/null"),
-        p,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    ) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+    // Look first: a bind of the /dev/null file onto a directory fails only after the kernel has
+    // cloned the source mount, and tearing that clone down waits for an RCU grace period
+    // (milliseconds). A stat is microseconds and also skips missing paths without a mount call.
+    let st = match nix::sys::stat::stat(p) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(RootfsError::path("stat masked path", p, e)),
+    };
+    let res = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         // A directory: cover it with an empty read-only tmpfs.
-        Err(Errno::ENOTDIR) => {
-            match mount(
-                Some("tmpfs"),
-                p,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            ) {
-                Ok(()) | Err(Errno::ENOENT) => Ok(()),
-                Err(e) => Err(RootfsError::mount("tmpfs", p, "tmpfs", MsFlags::MS_RDONLY, e)),
-            }
-        }
-        Err(e) => Err(RootfsError::mount("/dev/null", p, "bind", MsFlags::MS_BIND, e)),
+        mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| RootfsError::mount("tmpfs", p, "tmpfs", MsFlags::MS_RDONLY, e))
+    } else {
+        mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| RootfsError::mount("/dev/null", p, "bind", MsFlags::MS_BIND, e))
+    };
+    match res {
+        // Gone meanwhile (a /proc entry of an exiting process…): nothing to mask.
+        Err(RootfsError::Mount {
+            errno: Errno::ENOENT,
+            ..
+        }) => Ok(()),
+        other => other,
     }
 }
 
@@ -597,12 +622,21 @@ mod tests {
 
     #[test]
     fn error_messages_name_path_and_errno() {
-        let e = RootfsError::mount("proc", Path::new("/proc"), "proc", MsFlags::empty(), Errno::EPERM);
+        let e = RootfsError::mount(
+            "proc",
+            Path::new("/proc"),
+            "proc",
+            MsFlags::empty(),
+            Errno::EPERM,
+        );
         let s = e.to_string();
         assert!(s.contains("/proc") && s.contains("EPERM"), "{s}");
         let e = RootfsError::path("mkdir", Path::new("/etc/x"), Errno::EROFS);
         let s = e.to_string();
-        assert!(s.contains("/etc/x") && s.contains("EROFS") && s.contains("mkdir"), "{s}");
+        assert!(
+            s.contains("/etc/x") && s.contains("EROFS") && s.contains("mkdir"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -225,7 +225,16 @@ mod tests {
 
     #[test]
     fn set_and_clear_words() {
-        let o = p(&["ro", "nosuid", "nodev", "noexec", "sync", "mand", "noatime", "nodiratime"]);
+        let o = p(&[
+            "ro",
+            "nosuid",
+            "nodev",
+            "noexec",
+            "sync",
+            "mand",
+            "noatime",
+            "nodiratime",
+        ]);
         assert_eq!(
             o.flags,
             MsFlags::MS_RDONLY
@@ -239,12 +248,32 @@ mod tests {
         );
         assert!(o.clear_flags.is_empty());
         let o = p(&[
-            "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
-            "mand", "nomand", "noatime", "atime", "nodiratime", "diratime",
+            "ro",
+            "rw",
+            "nosuid",
+            "suid",
+            "nodev",
+            "dev",
+            "noexec",
+            "exec",
+            "sync",
+            "async",
+            "mand",
+            "nomand",
+            "noatime",
+            "atime",
+            "nodiratime",
+            "diratime",
         ]);
         assert!(o.flags.is_empty(), "{:?}", o.flags);
-        assert!(o.clear_flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
-        assert!(o.clear_flags.contains(MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME));
+        assert!(
+            o.clear_flags
+                .contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID)
+        );
+        assert!(
+            o.clear_flags
+                .contains(MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME)
+        );
         // Later words win.
         let o = p(&["rw", "ro"]);
         assert_eq!(o.flags, MsFlags::MS_RDONLY);
@@ -323,7 +352,14 @@ mod tests {
 
     #[test]
     fn recursive_attrs_and_ignored_words() {
-        let o = p(&["rbind", "rro", "rnosuid", "rnoatime", "tmpcopyup", "size=1k"]);
+        let o = p(&[
+            "rbind",
+            "rro",
+            "rnosuid",
+            "rnoatime",
+            "tmpcopyup",
+            "size=1k",
+        ]);
         assert_eq!(
             o.rec_attr_set,
             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME

@@ -91,16 +91,19 @@ fn create_missing(
     let mut prefix = PathBuf::from("/");
     for (i, name) in comps.iter().enumerate() {
         prefix.push(name);
-        match open_in_root(root, &prefix) {
-            Ok(fd) => {
-                parent = Some(fd);
-                continue;
+        let last = i + 1 == comps.len();
+        // The whole path was just found missing by the caller: no need to look again.
+        if !last {
+            match open_in_root(root, &prefix) {
+                Ok(fd) => {
+                    parent = Some(fd);
+                    continue;
+                }
+                Err(Errno::ENOENT) => {}
+                Err(errno) => return Err(RootfsError::path("open (in root)", &prefix, errno)),
             }
-            Err(Errno::ENOENT) => {}
-            Err(errno) => return Err(RootfsError::path("open (in root)", &prefix, errno)),
         }
         let dir = parent.as_ref().map_or(root, |fd| fd.as_fd());
-        let last = i + 1 == comps.len();
         let as_file = last
             && match kind {
                 DestKind::Dir => false,
@@ -110,7 +113,13 @@ fn create_missing(
                 },
             };
         let created = if as_file {
-            mknodat(dir, *name, SFlag::S_IFREG, Mode::from_bits_truncate(0o644), 0)
+            mknodat(
+                dir,
+                *name,
+                SFlag::S_IFREG,
+                Mode::from_bits_truncate(0o644),
+                0,
+            )
         } else {
             mkdirat(dir, *name, Mode::from_bits_truncate(0o755))
         };
