@@ -319,8 +319,10 @@ fn mount_entry(
             ) {
                 Ok(()) => after_mount(root, dest, &opts, MsFlags::empty(), 0),
                 Err(Errno::EPERM) if typ == "sysfs" => {
-                    // No network namespace of our own: the kernel refuses a fresh sysfs. Bind the
-                    // host's, read-only all the way down, as runc does.
+                    // The kernel refuses a fresh sysfs when we lack CAP_SYS_ADMIN over the network
+                    // namespace's owner (a user namespace without its own network namespace; real
+                    // root in the initial user namespace is allowed). Bind the host's, read-only
+                    // all the way down, as runc does.
                     bind(
                         Path::new(HOST_SYS),
                         &target,
