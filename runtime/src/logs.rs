@@ -563,7 +563,9 @@ impl LogFollower {
             }
             match parse_line(&String::from_utf8_lossy(raw)) {
                 Ok(rec) => out.extend(self.joiner.push(rec)),
-                Err(err) => tracing::warn!(path = %self.path.display(), %err, "skipping log record"),
+                Err(err) => {
+                    tracing::warn!(path = %self.path.display(), %err, "skipping log record")
+                }
             }
         }
         Ok(())
@@ -575,19 +577,12 @@ impl LogFollower {
         self.read_new(&mut out)?;
         // Rotated (or created)? Finish the old file (done above), then switch.
         let current_ino = std::fs::metadata(&self.path).ok().map(|m| m.ino());
-        match (self.file.is_some(), current_ino) {
-            (_, None) => {}
-            (false, Some(_)) => {
-                if self.reopen()? {
-                    self.read_new(&mut out)?;
-                }
-            }
-            (true, Some(ino)) if ino != self.ino => {
-                if self.reopen()? {
-                    self.read_new(&mut out)?;
-                }
-            }
-            _ => {}
+        let switch = match current_ino {
+            None => false,
+            Some(ino) => self.file.is_none() || ino != self.ino,
+        };
+        if switch && self.reopen()? {
+            self.read_new(&mut out)?;
         }
         Ok(out)
     }

@@ -16,7 +16,8 @@ use crate::security::{
 };
 
 /// The `PATH` every container gets unless its image says otherwise.
-pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH_ENV: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The OCI runtime-spec version the default spec declares.
 pub const OCI_VERSION: &str = "1.0.2";
@@ -102,7 +103,12 @@ pub fn default_mounts() -> Vec<Mount> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
         mount(
             "/sys/fs/cgroup",
             "cgroup",
@@ -237,7 +243,9 @@ pub fn add_bind_mount(spec: &mut Spec, source: &Path, destination: &Path, readon
 /// Joins an existing namespace (e.g. a pod sandbox's `/proc/PID/ns/net`) instead of creating one:
 /// sets the path of the namespace entry of that type, adding the entry if there is none.
 pub fn set_namespace_path(spec: &mut Spec, typ: LinuxNamespaceType, path: &Path) {
-    let namespaces = linux_mut(spec).namespaces_mut().get_or_insert_with(Vec::new);
+    let namespaces = linux_mut(spec)
+        .namespaces_mut()
+        .get_or_insert_with(Vec::new);
     match namespaces.iter_mut().find(|ns| ns.typ() == typ) {
         Some(ns) => {
             ns.set_path(Some(path.to_path_buf()));
@@ -347,7 +355,10 @@ mod tests {
         assert_eq!(mounts[0]["destination"], "/proc");
         assert_eq!(mounts[0]["type"], "proc");
         assert_eq!(mounts[2]["options"][3], "ptmxmode=0666");
-        assert_eq!(json["linux"]["maskedPaths"].as_array().map(Vec::len), Some(11));
+        assert_eq!(
+            json["linux"]["maskedPaths"].as_array().map(Vec::len),
+            Some(11)
+        );
         assert_eq!(json["linux"]["readonlyPaths"][3], "/proc/sys");
         assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(json["linux"]["seccomp"]["defaultErrnoRet"], 1);
@@ -361,7 +372,11 @@ mod tests {
     fn editors() {
         let mut s = spec();
         set_user(&mut s, 1000, 1000, vec![10, 20]);
-        let user = s.process().as_ref().map(|p| p.user().clone()).expect("user");
+        let user = s
+            .process()
+            .as_ref()
+            .map(|p| p.user().clone())
+            .expect("user");
         assert_eq!((user.uid(), user.gid()), (1000, 1000));
         assert_eq!(user.additional_gids().as_deref(), Some(&[10, 20][..]));
 
@@ -375,11 +390,25 @@ mod tests {
         assert_eq!(shm[0].typ().as_deref(), Some("bind"));
         assert_eq!(
             shm[0].options().as_deref(),
-            Some(&["rbind".to_string(), "rprivate".to_string(), "ro".to_string()][..])
+            Some(
+                &[
+                    "rbind".to_string(),
+                    "rprivate".to_string(),
+                    "ro".to_string()
+                ][..]
+            )
         );
 
-        set_namespace_path(&mut s, LinuxNamespaceType::Network, Path::new("/proc/42/ns/net"));
-        set_namespace_path(&mut s, LinuxNamespaceType::Cgroup, Path::new("/proc/42/ns/cgroup"));
+        set_namespace_path(
+            &mut s,
+            LinuxNamespaceType::Network,
+            Path::new("/proc/42/ns/net"),
+        );
+        set_namespace_path(
+            &mut s,
+            LinuxNamespaceType::Cgroup,
+            Path::new("/proc/42/ns/cgroup"),
+        );
         remove_namespace(&mut s, LinuxNamespaceType::Uts);
         let ns = s
             .linux()
@@ -397,7 +426,10 @@ mod tests {
         let mut r = LinuxResources::default();
         r.set_devices(None);
         set_resources(&mut s, r.clone());
-        assert_eq!(s.linux().as_ref().and_then(|l| l.resources().clone()), Some(r));
+        assert_eq!(
+            s.linux().as_ref().and_then(|l| l.resources().clone()),
+            Some(r)
+        );
     }
 
     #[test]
@@ -412,7 +444,11 @@ mod tests {
         let bounding = caps.bounding().clone().expect("bounding");
         assert!(bounding.contains(&Capability::SysAdmin));
         assert!(!bounding.contains(&Capability::NetRaw));
-        let seccomp = s.linux().as_ref().and_then(|l| l.seccomp().clone()).expect("seccomp");
+        let seccomp = s
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone())
+            .expect("seccomp");
         let allows_mount = seccomp
             .syscalls()
             .iter()
@@ -427,7 +463,10 @@ mod tests {
             l.set_seccomp(Some(custom.clone()));
         }
         set_capabilities(&mut s, &["ALL"], &[] as &[&str]).expect("valid");
-        assert_eq!(s.linux().as_ref().and_then(|l| l.seccomp().clone()), Some(custom));
+        assert_eq!(
+            s.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            Some(custom)
+        );
 
         assert!(set_capabilities(&mut s, &["NOT_A_CAP"], &[] as &[&str]).is_err());
     }

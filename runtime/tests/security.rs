@@ -97,10 +97,20 @@ fn default_profile_shape() {
             .collect()
     };
     let allowed = names(&profile, LinuxSeccompAction::ScmpActAllow);
-    for s in ["read", "write", "execve", "getpid", "futex", "chroot", "openat"] {
+    for s in [
+        "read", "write", "execve", "getpid", "futex", "chroot", "openat",
+    ] {
         assert!(allowed.contains(s), "{s} allowed");
     }
-    for s in ["mount", "umount2", "unshare", "setns", "reboot", "init_module", "bpf"] {
+    for s in [
+        "mount",
+        "umount2",
+        "unshare",
+        "setns",
+        "reboot",
+        "init_module",
+        "bpf",
+    ] {
         assert!(!allowed.contains(s), "{s} not allowed by default");
     }
     let admin = names(
@@ -149,8 +159,14 @@ fn invalid_profiles_are_errors() {
 #[test]
 fn capability_names() {
     assert_eq!(parse_capability("CAP_CHOWN").ok(), Some(Capability::Chown));
-    assert_eq!(parse_capability("net_admin").ok(), Some(Capability::NetAdmin));
-    assert_eq!(parse_capability("Cap_Sys_Admin").ok(), Some(Capability::SysAdmin));
+    assert_eq!(
+        parse_capability("net_admin").ok(),
+        Some(Capability::NetAdmin)
+    );
+    assert_eq!(
+        parse_capability("Cap_Sys_Admin").ok(),
+        Some(Capability::SysAdmin)
+    );
     let err = parse_capability("CAP_FLY").expect_err("unknown");
     assert!(err.to_string().contains("CAP_FLY"), "{err}");
     assert!(parse_capability("ALL").is_err());
@@ -194,10 +210,8 @@ fn add_drop_arithmetic() {
 
 #[test]
 fn rlimit_validation() {
-    let rl: Vec<PosixRlimit> = serde_json::from_str(
-        r#"[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]"#,
-    )
-    .expect("json");
+    let rl: Vec<PosixRlimit> =
+        serde_json::from_str(r#"[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]"#).expect("json");
     let err = PreparedRlimits::prepare(&rl).expect_err("soft > hard");
     assert!(err.to_string().contains("RLIMIT_NOFILE"), "{err}");
     let rl: Vec<PosixRlimit> = serde_json::from_str(
@@ -305,7 +319,12 @@ fn sys_admin_profile_allows_unshare_in_a_child() {
     assert_eq!(code, 0);
 }
 
-fn arg(index: usize, value: u64, value_two: Option<u64>, op: LinuxSeccompOperator) -> LinuxSeccompArg {
+fn arg(
+    index: usize,
+    value: u64,
+    value_two: Option<u64>,
+    op: LinuxSeccompOperator,
+) -> LinuxSeccompArg {
     let mut json = serde_json::json!({"index": index, "value": value, "op": op});
     if let Some(v2) = value_two {
         json["valueTwo"] = v2.into();
@@ -384,11 +403,7 @@ fn argument_comparisons_match_unsigned_64_bit_semantics_in_a_child() {
                     LinuxSeccompOperator::ScmpCmpMaskedEq => unreachable!(),
                 })
                 .fold(0, |m, (i, _)| m | (1 << i));
-            assert_eq!(
-                denied_mask(&filter, &calls),
-                expected,
-                "{op:?} {value:#x}"
-            );
+            assert_eq!(denied_mask(&filter, &calls), expected, "{op:?} {value:#x}");
         }
     }
     // MASKED_EQ: (arg & value) == valueTwo.
@@ -397,13 +412,22 @@ fn argument_comparisons_match_unsigned_64_bit_semantics_in_a_child() {
         (0xff, 0x05),
         (0xffff_ffff_0000_0000, 0x1_0000_0000),
     ] {
-        let filter = getpid_rule(vec![arg(1, mask, Some(datum), LinuxSeccompOperator::ScmpCmpMaskedEq)]);
+        let filter = getpid_rule(vec![arg(
+            1,
+            mask,
+            Some(datum),
+            LinuxSeccompOperator::ScmpCmpMaskedEq,
+        )]);
         let expected = values
             .iter()
             .enumerate()
             .filter(|(_, a)| **a & mask == datum)
             .fold(0, |m, (i, _)| m | (1 << i));
-        assert_eq!(denied_mask(&filter, &calls), expected, "masked {mask:#x} {datum:#x}");
+        assert_eq!(
+            denied_mask(&filter, &calls),
+            expected,
+            "masked {mask:#x} {datum:#x}"
+        );
     }
 }
 

@@ -349,7 +349,8 @@ impl PreparedCapabilities {
                 continue;
             }
             // SAFETY: prctl with integer arguments only.
-            let present = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
+            let present =
+                unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
             if present == 0 {
                 continue;
             }
@@ -357,7 +358,8 @@ impl PreparedCapabilities {
                 return Err(SecurityError::last_os("prctl(PR_CAPBSET_READ)"));
             }
             // SAFETY: as above.
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+            let rc =
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
             if rc != 0 {
                 return Err(SecurityError::last_os("prctl(PR_CAPBSET_DROP)"));
             }

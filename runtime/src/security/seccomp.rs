@@ -22,7 +22,9 @@
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
 
 use super::syscall_table::SYSCALLS;
 use super::{Result, SecurityError};
@@ -132,7 +134,9 @@ fn cond_len(op: LinuxSeccompOperator) -> usize {
 
 fn off8(n: usize, syscall: &str) -> Result<u8> {
     u8::try_from(n).map_err(|_| {
-        SecurityError::SeccompTooLarge(format!("the rules for {syscall} need a jump longer than 255"))
+        SecurityError::SeccompTooLarge(format!(
+            "the rules for {syscall} need a jump longer than 255"
+        ))
     })
 }
 
@@ -241,7 +245,9 @@ impl PreparedSeccomp {
     /// for the native architecture and kills any other.
     pub fn prepare(profile: &LinuxSeccomp) -> Result<Self> {
         let Some((audit_arch, arch_name)) = NATIVE_ARCH else {
-            return Err(SecurityError::SeccompUnsupportedArch(std::env::consts::ARCH));
+            return Err(SecurityError::SeccompUnsupportedArch(
+                std::env::consts::ARCH,
+            ));
         };
         let default = action_value(profile.default_action(), profile.default_errno_ret())?;
 
