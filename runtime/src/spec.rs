@@ -22,10 +22,6 @@ pub const DEFAULT_PATH_ENV: &str =
 /// The OCI runtime-spec version the default spec declares.
 pub const OCI_VERSION: &str = "1.0.2";
 
-/// `RLIMIT_NOFILE` (soft and hard) of a default container: what containers under containerd get
-/// (its systemd unit's `LimitNOFILE=infinity`, i.e. the kernel's `nr_open` default).
-pub const DEFAULT_NOFILE: u64 = 1_048_576;
-
 /// Paths masked in every container (runc's and containerd's list).
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
@@ -144,7 +140,7 @@ pub fn linux_capabilities(caps: &[Capability]) -> LinuxCapabilities {
 
 /// What a Docker/containerd container gets by default, running `args` in `rootfs`: root user,
 /// `PATH` only, cwd `/`, Docker's default capabilities (bounding/effective/permitted), no
-/// no_new_privs, `RLIMIT_NOFILE` [`DEFAULT_NOFILE`], containerd's mounts, new pid/ipc/uts/mount/
+/// no_new_privs, no rlimits (inherited, as under containerd), containerd's mounts, new pid/ipc/uts/mount/
 /// network namespaces, runc's masked and read-only paths and Docker's default seccomp profile.
 /// `linux.devices` is empty: the runtime creates the default devices (null, zero, full, random,
 /// urandom, tty, ptmx) itself. The hostname is `localhost` until the caller sets one.
@@ -157,14 +153,10 @@ pub fn default_spec(rootfs: &Path, args: Vec<String>) -> Spec {
     process.set_cwd(PathBuf::from("/"));
     process.set_capabilities(Some(linux_capabilities(&default_capabilities())));
     process.set_no_new_privileges(Some(false));
-    let nofile = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitNofile)
-        .soft(DEFAULT_NOFILE)
-        .hard(DEFAULT_NOFILE)
-        .build()
-        // Every field has a default and the builder has no validation: it cannot fail.
-        .expect("PosixRlimitBuilder without validation");
-    process.set_rlimits(Some(vec![nofile]));
+    // No rlimits: like containerd, the container inherits the runtime's own (typically
+    // RLIMIT_NOFILE 1048576 from the service's LimitNOFILE=infinity). A fixed value here would
+    // fail on hosts whose runtime runs with a lower hard limit and without CAP_SYS_RESOURCE.
+    process.set_rlimits(None);
 
     let mut root = Root::default();
     root.set_path(rootfs.to_path_buf());
@@ -300,6 +292,23 @@ pub fn set_capabilities<A: AsRef<str>, D: AsRef<str>>(
     Ok(())
 }
 
+/// Sets (or replaces) one rlimit, e.g. `RLIMIT_NOFILE`. A soft limit above the hard one is
+/// rejected when the container's security settings are prepared.
+pub fn set_rlimit(spec: &mut Spec, typ: PosixRlimitType, soft: u64, hard: u64) {
+    let rlimit = PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(soft)
+        .hard(hard)
+        .build()
+        // Every field has a default and the builder has no validation: it cannot fail.
+        .expect("PosixRlimitBuilder without validation");
+    let process = process_mut(spec);
+    let mut rlimits = process.rlimits().clone().unwrap_or_default();
+    rlimits.retain(|r| r.typ() != typ);
+    rlimits.push(rlimit);
+    process.set_rlimits(Some(rlimits));
+}
+
 /// Sets `linux.resources` (cgroup limits: memory, cpu, pids, …).
 pub fn set_resources(spec: &mut Spec, resources: LinuxResources) {
     linux_mut(spec).set_resources(Some(resources));
@@ -326,8 +335,7 @@ mod tests {
         assert_eq!(json["process"]["args"][0], "/bin/sh");
         assert_eq!(json["process"]["env"][0], DEFAULT_PATH_ENV);
         assert_eq!(json["process"]["noNewPrivileges"], false);
-        assert_eq!(json["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
-        assert_eq!(json["process"]["rlimits"][0]["hard"], DEFAULT_NOFILE);
+        assert!(json["process"].get("rlimits").is_none());
         let bounding: Vec<&str> = json["process"]["capabilities"]["bounding"]
             .as_array()
             .expect("bounding array")
@@ -422,6 +430,16 @@ mod tests {
             .expect("net");
         assert_eq!(net.path().as_deref(), Some(Path::new("/proc/42/ns/net")));
         assert!(ns.iter().all(|n| n.typ() != LinuxNamespaceType::Uts));
+
+        set_rlimit(&mut s, PosixRlimitType::RlimitNofile, 1024, 4096);
+        set_rlimit(&mut s, PosixRlimitType::RlimitNofile, 2048, 4096);
+        let rl = s
+            .process()
+            .as_ref()
+            .and_then(|p| p.rlimits().clone())
+            .expect("rlimits");
+        assert_eq!(rl.len(), 1);
+        assert_eq!((rl[0].soft(), rl[0].hard()), (2048, 4096));
 
         let mut r = LinuxResources::default();
         r.set_devices(None);
