@@ -388,16 +388,19 @@ fn apply_metadata<R: Read>(
     dir_times: &mut Vec<(PathBuf, i64)>,
 ) -> Result<(), ImageError> {
     let header = entry.header();
-    let bad = |what: &str| ImageError::UnsafeEntry {
-        path: path.display().to_string(),
-        reason: format!("invalid {what} in tar header"),
-    };
-    let uid = u32::try_from(header.uid().map_err(|_| bad("uid"))?).map_err(|_| bad("uid"))?;
-    let gid = u32::try_from(header.gid().map_err(|_| bad("gid"))?).map_err(|_| bad("gid"))?;
-    let mode = header.mode().map_err(|_| bad("mode"))?;
-    let mtime = header.mtime().unwrap_or(0);
-    let mtime = i64::try_from(mtime).unwrap_or(0);
     let is_dir = header.entry_type().is_dir();
+    // Empty (NUL-filled) numeric fields read as 0, as Go's archive/tar does; ids that do not
+    // fit in 32 bits are refused.
+    let id = |v: io::Result<u64>, what: &str| -> Result<u32, ImageError> {
+        u32::try_from(v.unwrap_or(0)).map_err(|_| ImageError::UnsafeEntry {
+            path: path.display().to_string(),
+            reason: format!("{what} out of range in tar header"),
+        })
+    };
+    let uid = id(header.uid(), "uid")?;
+    let gid = id(header.gid(), "gid")?;
+    let mode = header.mode().unwrap_or(if is_dir { 0o755 } else { 0o644 });
+    let mtime = i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0);
 
     // Extended attributes from PAX headers (SCHILY.xattr.*), e.g. security.capability.
     if let Ok(Some(exts)) = entry.pax_extensions() {
