@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use skiff_runtime::image::{
-    Image, ImageError, ImageStore, PullOptions, PullProgress, PullStatus, is_mount_point,
+    Image, ImageError, ImageStore, Platform, PullOptions, PullProgress, PullStatus, is_mount_point,
     remove_rootfs,
 };
 use support::{Format, Registry};
@@ -363,9 +363,15 @@ async fn bad_input_leaves_the_store_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_arch_index_resolves_to_this_platform() {
-    if !support::require(TOOLS) || std::env::consts::ARCH != "x86_64" {
+    if !support::require(TOOLS) {
         return;
     }
+    let current = Platform::current();
+    let other_arch = if current.architecture == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
     let layout = support::busybox_layout();
     let work = tempfile::tempdir().expect("tempdir");
     let multi = work.path().join("multi");
@@ -373,22 +379,23 @@ async fn multi_arch_index_resolves_to_this_platform() {
     let blobs = multi.join("blobs/sha256");
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(multi.join("index.json")).expect("index")).expect("json");
+    // "amd64" below is the running platform's manifest (the fixture is built for it).
     let amd64 = index["manifests"][0].clone();
     let amd64_digest = amd64["digest"].as_str().expect("digest").to_string();
     // An "arm64" manifest: the same content with an annotation, so a different digest.
     let mut other: serde_json::Value =
         serde_json::from_slice(&fs::read(blobs.join(&amd64_digest[7..])).expect("manifest"))
             .expect("json");
-    other["annotations"] = serde_json::json!({"skiff.test/arch": "arm64"});
+    other["annotations"] = serde_json::json!({"skiff.test/arch": other_arch});
     let arm64 = write_blob(&blobs, &serde_json::to_vec(&other).expect("json"));
     let image_index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64.0, "size": arm64.1,
-             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+             "platform": {"os": "linux", "architecture": other_arch}},
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64_digest, "size": amd64["size"],
-             "platform": {"os": "linux", "architecture": "amd64"}},
+             "platform": {"os": "linux", "architecture": current.architecture}},
         ]
     });
     let (index_digest, index_size) =
@@ -627,6 +634,17 @@ fn import_layout_dir_tar_and_docker_save_then_rmi_and_prune() {
     );
 }
 
+/// Unmounts and removes a container dir even when an assertion fails first.
+struct RootfsGuard(PathBuf);
+
+impl Drop for RootfsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = remove_rootfs(&self.0) {
+            eprintln!("cleanup of {}: {e}", self.0.display());
+        }
+    }
+}
+
 #[test]
 fn rootfs_overlay_and_copy() {
     if !support::require(&["umoci", "busybox"]) {
@@ -644,6 +662,7 @@ fn rootfs_overlay_and_copy() {
 
     // Overlay of one layer.
     let c1 = work.path().join("c1");
+    let _c1_guard = RootfsGuard(c1.clone());
     let rootfs = store.create_rootfs(&busybox, &c1).expect("create_rootfs");
     assert_eq!(rootfs, c1.join("rootfs"));
     assert!(
@@ -668,6 +687,7 @@ fn rootfs_overlay_and_copy() {
 
     // Overlay of two layers with a whiteout: lowerdir order puts the top layer first.
     let c2 = work.path().join("c2");
+    let _c2_guard = RootfsGuard(c2.clone());
     let rootfs2 = store.create_rootfs(&app, &c2).expect("create_rootfs app");
     assert!(is_mount_point(&rootfs2).expect("mountinfo"));
     assert_eq!(
@@ -703,6 +723,7 @@ fn rootfs_overlay_and_copy() {
 
     // The copy fallback, called directly.
     let c3 = work.path().join("c3");
+    let _c3_guard = RootfsGuard(c3.clone());
     let copy = store.create_rootfs_copy(&app, &c3).expect("copy rootfs");
     assert!(!is_mount_point(&copy).expect("mountinfo"));
     assert_eq!(
@@ -715,6 +736,7 @@ fn rootfs_overlay_and_copy() {
         "whiteout applied"
     );
     let c4 = work.path().join("c4");
+    let _c4_guard = RootfsGuard(c4.clone());
     let copy = store
         .create_rootfs_copy(&busybox, &c4)
         .expect("copy busybox");

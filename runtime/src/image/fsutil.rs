@@ -111,18 +111,79 @@ pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()>
 pub(crate) fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let p = cstr(path.as_os_str().as_bytes())?;
     let n = cstr(name.as_bytes())?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if rc >= 0 {
+    loop {
+        // SAFETY: valid NUL-terminated strings; a NULL buffer of size 0 asks for the size.
+        let size = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+        let rc =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if rc >= 0 {
+            buf.truncate(rc as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => continue, // grew meanwhile
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// `llistxattr(2)`: the names of `path`'s extended attributes.
+pub(crate) fn list_xattrs(path: &Path) -> io::Result<Vec<String>> {
+    let p = cstr(path.as_os_str().as_bytes())?;
+    loop {
+        // SAFETY: valid NUL-terminated string; a NULL buffer of size 0 asks for the size.
+        let size = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+        if size < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOTSUP) => Ok(Vec::new()),
+                _ => Err(e),
+            };
+        }
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: a buffer of the given length.
+        let rc = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue;
+            }
+            return Err(e);
+        }
         buf.truncate(rc as usize);
-        return Ok(Some(buf));
+        return Ok(buf
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect());
     }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
-        _ => Err(e),
+}
+
+/// Copies the extended attributes of `from` to `to`, except overlayfs' own (`trusted.overlay.*`).
+pub(crate) fn copy_xattrs(from: &Path, to: &Path) -> io::Result<()> {
+    for name in list_xattrs(from)? {
+        if name.starts_with("trusted.overlay.") {
+            continue;
+        }
+        if let Some(value) = get_xattr(from, &name)? {
+            set_xattr(to, &name, &value)?;
+        }
     }
+    Ok(())
 }
 
 pub(crate) fn is_opaque(path: &Path) -> io::Result<bool> {

@@ -445,7 +445,13 @@ impl ImageStore {
             .client
             .pull_blob_stream(&session.oci_ref, &oci_desc)
             .await
-            .map_err(|e| map_err(e, session.registry(), &desc.digest))?;
+            .map_err(|e| match map_err(e, session.registry(), &desc.digest) {
+                ImageError::NotFound(_) => ImageError::Registry {
+                    registry: session.registry().to_string(),
+                    message: format!("blob {} of {} not found", desc.digest, session.reference),
+                },
+                other => other,
+            })?;
         let tmp = self.tmp_dir().join(format!(
             "blob-{}-{}-{}",
             &desc.digest[7..],

@@ -39,11 +39,17 @@ impl ImageStore {
             .rev()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        for l in &lower {
+        let others = [
+            upper.to_string_lossy().into_owned(),
+            work.to_string_lossy().into_owned(),
+        ];
+        for l in lower.iter().chain(&others) {
             if l.contains([':', ',']) {
                 return Err(ImageError::Mount {
                     path: rootfs,
-                    message: format!("layer path {l:?} contains ':' or ','"),
+                    message: format!(
+                        "path {l:?} contains ':' or ',', which overlay options cannot express"
+                    ),
                 });
             }
         }
@@ -234,8 +240,10 @@ fn copy_entry(
             Err(_) => fs::create_dir(to).map_err(io_err(format!("mkdir {}", to.display())))?,
         }
         copy_dir(from, to, links)?;
-        return fsutil::set_metadata(to, meta.uid(), meta.gid(), meta.mode(), mtime, false)
-            .map_err(io_err(format!("set metadata of {}", to.display())));
+        fsutil::set_metadata(to, meta.uid(), meta.gid(), meta.mode(), mtime, false)
+            .map_err(io_err(format!("set metadata of {}", to.display())))?;
+        return fsutil::copy_xattrs(from, to)
+            .map_err(io_err(format!("copy xattrs to {}", to.display())));
     }
     remove(to)?;
     if ft.is_file() && meta.nlink() > 1 {
@@ -274,7 +282,9 @@ fn copy_entry(
         .map_err(io_err(format!("mknod {}", to.display())))?;
     }
     fsutil::set_metadata(to, meta.uid(), meta.gid(), meta.mode(), mtime, is_symlink)
-        .map_err(io_err(format!("set metadata of {}", to.display())))
+        .map_err(io_err(format!("set metadata of {}", to.display())))?;
+    // After chown, which clears file capabilities.
+    fsutil::copy_xattrs(from, to).map_err(io_err(format!("copy xattrs to {}", to.display())))
 }
 
 /// Whether `path` is a mount point according to /proc/self/mountinfo.

@@ -402,7 +402,17 @@ fn apply_metadata<R: Read>(
     let mode = header.mode().unwrap_or(if is_dir { 0o755 } else { 0o644 });
     let mtime = i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0);
 
-    // Extended attributes from PAX headers (SCHILY.xattr.*), e.g. security.capability.
+    fsutil::set_metadata(
+        path,
+        uid,
+        gid,
+        mode,
+        if is_dir { None } else { Some((mtime, 0)) },
+        is_symlink,
+    )
+    .map_err(io_err(format!("set metadata of {}", path.display())))?;
+    // Extended attributes from PAX headers (SCHILY.xattr.*), e.g. security.capability:
+    // after chown, which clears file capabilities.
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
             if let (Ok(key), value) = (ext.key(), ext.value_bytes())
@@ -413,16 +423,6 @@ fn apply_metadata<R: Read>(
             }
         }
     }
-
-    fsutil::set_metadata(
-        path,
-        uid,
-        gid,
-        mode,
-        if is_dir { None } else { Some((mtime, 0)) },
-        is_symlink,
-    )
-    .map_err(io_err(format!("set metadata of {}", path.display())))?;
     if is_dir {
         dir_times.push((path.to_path_buf(), mtime));
     }
@@ -554,6 +554,22 @@ mod tests {
             1_600_000_000
         );
         assert_eq!(fs::read(dest.join("etc/passwd")).expect("passwd"), b"root");
+    }
+
+    #[test]
+    fn pax_xattrs_survive_chown() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.skiff", b"v1".as_slice())])
+            .expect("pax");
+        let mut h = header(tar::EntryType::Regular, 0o755, 1);
+        h.set_uid(1000);
+        append_raw(&mut b, h, "f", b"x");
+        let (_tmp, dest, r) = unpack(&finish(b));
+        r.expect("unpack");
+        match fsutil::get_xattr(&dest.join("f"), "user.skiff") {
+            Ok(v) => assert_eq!(v.as_deref(), Some(b"v1".as_slice())),
+            Err(e) => eprintln!("user xattrs unsupported here: {e}"),
+        }
     }
 
     #[test]
