@@ -624,7 +624,37 @@ fn import_layout_dir_tar_and_docker_save_then_rmi_and_prune() {
     assert_eq!(report.layers, vec![app.layers[1].clone()]);
     assert_eq!(store.list().expect("list"), vec![busybox.clone()]);
 
-    // Bad archives.
+    // Bad archives. A layout with a corrupt layer blob: refused, nothing stored.
+    let corrupt = work.path().join("corrupt");
+    copy_tree(&layout, &corrupt);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(corrupt.join("index.json")).expect("index"))
+            .expect("json");
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(corrupt.join("blobs/sha256").join(&manifest_digest[7..])).expect("manifest"),
+    )
+    .expect("json");
+    let layer_digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    let layer_file = corrupt.join("blobs/sha256").join(&layer_digest[7..]);
+    let mut bytes = fs::read(&layer_file).expect("layer");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&layer_file, &bytes).expect("tamper");
+    let fresh_dir = tempfile::tempdir().expect("tempdir");
+    let fresh = ImageStore::open(fresh_dir.path()).expect("open");
+    let err = fresh.import(&corrupt).expect_err("corrupt layout");
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err:?}");
+    assert!(fresh.list().expect("list").is_empty());
+    assert!(!fresh.blob_path(&layer_digest).expect("path").exists());
+    assert!(tmp_is_empty(&fresh));
+
     let not_image = work.path().join("empty");
     fs::create_dir(&not_image).expect("mkdir");
     let err = store.import(&not_image).expect_err("not an image");

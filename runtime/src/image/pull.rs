@@ -340,11 +340,15 @@ impl ImageStore {
             super::reference::validate_digest(d).map_err(ImageError::InvalidImage)?;
         }
 
-        let jobs = image_manifest
+        // Collected first (futures are lazy; buffer_unordered bounds how many run) so that no
+        // closure over borrowed items ends up in this future's type, which would keep it from
+        // being Send.
+        let jobs: Vec<_> = image_manifest
             .layers
             .iter()
             .zip(&diff_ids)
-            .map(|(desc, diff_id)| self.fetch_layer(&session, desc, diff_id, progress));
+            .map(|(desc, diff_id)| self.fetch_layer(&session, desc, diff_id, progress))
+            .collect();
         futures::stream::iter(jobs)
             .buffer_unordered(CONCURRENT_LAYERS)
             .try_collect::<Vec<()>>()
@@ -553,6 +557,17 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Callers spawn pulls on tokio: the future must be Send.
+    #[test]
+    fn pull_future_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let options = PullOptions::default();
+        let future = store.pull("busybox", &options, &|_| {});
+        is_send(&future);
+    }
 
     #[test]
     fn credentials_from_docker_config() {
