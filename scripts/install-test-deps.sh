@@ -44,6 +44,10 @@ is_installed() {
 }
 
 wanted=(ca-certificates protobuf-compiler etcd-server)
+# The runtime's image tests: a local registry, skopeo to push to it, umoci and
+# busybox-static to build the busybox fixture (scripts/fixtures/busybox-image.sh);
+# the container tests run against runc and crun.
+wanted+=(umoci skopeo docker-registry busybox-static runc crun)
 # A fresh Debian image may have no python3 at all, or one without pip; a
 # python3 from elsewhere (pyenv, a venv) that already has pip is fine as is.
 if ! command -v python3 >/dev/null 2>&1; then
