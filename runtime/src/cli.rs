@@ -233,9 +233,11 @@ fn execute(runtime: &Runtime, command: RuntimeCommand) -> Result<i32, String> {
                 None => (None, None),
                 Some(u) => {
                     let mut parts = u.splitn(2, ':');
-                    let uid = parts.next().unwrap_or("").parse::<u32>().map_err(|_| {
-                        format!("--user {u:?}: expected numeric UID[:GID]")
-                    })?;
+                    let uid = parts
+                        .next()
+                        .unwrap_or("")
+                        .parse::<u32>()
+                        .map_err(|_| format!("--user {u:?}: expected numeric UID[:GID]"))?;
                     let gid = parts
                         .next()
                         .map(|g| g.parse::<u32>())
@@ -321,7 +323,12 @@ fn execute(runtime: &Runtime, command: RuntimeCommand) -> Result<i32, String> {
                 .map_err(err)?
                 .prune(&keep)
                 .map_err(|e| e.to_string())?;
-            println!("{report}");
+            println!(
+                "removed {} blobs and {} layers, freed {}",
+                report.blobs.len(),
+                report.layers.len(),
+                human_size(report.bytes_freed)
+            );
             Ok(0)
         }
         RuntimeCommand::Spec { bundle } => {
@@ -354,9 +361,21 @@ fn pull(
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?;
+    // Plain lines, one per finished step of a blob (a terminal progress bar is skiffctl's job).
     let progress = move |event: crate::image::PullProgress| {
-        if !quiet {
-            crate::image::print_progress_line(&event);
+        use crate::image::PullStatus;
+        if quiet {
+            return;
+        }
+        let short = event.digest.trim_start_matches("sha256:");
+        let short = &short[..short.len().min(12)];
+        match event.status {
+            PullStatus::Downloading => {}
+            PullStatus::Downloaded => {
+                eprintln!("{short}: downloaded {}", human_size(event.bytes_done))
+            }
+            PullStatus::AlreadyPresent => eprintln!("{short}: already present"),
+            PullStatus::Extracted => eprintln!("{short}: unpacked"),
         }
     };
     let image = async_runtime
@@ -368,12 +387,11 @@ fn pull(
 
 fn bundle_options(bundle: &Path, stdio: StdioConfig) -> Result<CreateOptions, String> {
     let config = bundle.join("config.json");
-    let bytes =
-        std::fs::read(&config).map_err(|e| format!("reading {}: {e}", config.display()))?;
+    let bytes = std::fs::read(&config).map_err(|e| format!("reading {}: {e}", config.display()))?;
     let spec: Spec = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: invalid OCI runtime spec: {e}", config.display()))?;
-    let bundle = std::path::absolute(bundle)
-        .map_err(|e| format!("resolving {}: {e}", bundle.display()))?;
+    let bundle =
+        std::path::absolute(bundle).map_err(|e| format!("resolving {}: {e}", bundle.display()))?;
     let mut options = CreateOptions::new(spec, bundle);
     options.stdio = stdio;
     Ok(options)

@@ -25,4 +25,3 @@ pub mod reexec;
 pub mod sandbox;
 pub mod security;
 pub mod spec;
-

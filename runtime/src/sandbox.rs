@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResources, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxResources, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use crate::cgroups::Cgroup;
@@ -42,7 +43,11 @@ pub struct Sandbox {
 
 impl Runtime {
     /// Creates the pod cgroup and starts the pause process in new namespaces.
-    pub fn create_sandbox(&self, id: &str, config: &SandboxConfig) -> Result<Sandbox, RuntimeError> {
+    pub fn create_sandbox(
+        &self,
+        id: &str,
+        config: &SandboxConfig,
+    ) -> Result<Sandbox, RuntimeError> {
         let parent = Cgroup::new(self.hierarchy()?, &config.cgroup_parent);
         parent.create()?;
         if let Some(resources) = &config.resources {
@@ -52,15 +57,21 @@ impl Runtime {
         let mut options = CreateOptions::new(spec, "/");
         options.stdio = StdioConfig::Null;
         options.labels = config.labels.clone();
-        options
-            .labels
-            .insert("skiff.io/sandbox-cgroup".into(), config.cgroup_parent.clone());
+        options.labels.insert(
+            "skiff.io/sandbox-cgroup".into(),
+            config.cgroup_parent.clone(),
+        );
         options.labels.insert(
             "skiff.io/sandbox-share-pid".into(),
             config.share_pid.to_string(),
         );
         let state = self.create_and_start(id, options)?;
-        Ok(sandbox_from(id, state.pid(), config.share_pid, &config.cgroup_parent))
+        Ok(sandbox_from(
+            id,
+            state.pid(),
+            config.share_pid,
+            &config.cgroup_parent,
+        ))
     }
 
     /// The sandbox as it is now (after a restart of the caller, say).
@@ -122,7 +133,13 @@ impl Runtime {
         let process = ProcessBuilder::default()
             .args(vec![helper, crate::reexec::MARKER.into(), "pause".into()])
             .cwd("/")
-            .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(bad)?)
+            .user(
+                UserBuilder::default()
+                    .uid(0u32)
+                    .gid(0u32)
+                    .build()
+                    .map_err(bad)?,
+            )
             .capabilities(LinuxCapabilitiesBuilder::default().build().map_err(bad)?)
             .no_new_privileges(true)
             .build()
@@ -134,7 +151,13 @@ impl Runtime {
             linux = linux.sysctl(config.sysctls.clone());
         }
         let mut spec = SpecBuilder::default()
-            .root(RootBuilder::default().path("/").readonly(true).build().map_err(bad)?)
+            .root(
+                RootBuilder::default()
+                    .path("/")
+                    .readonly(true)
+                    .build()
+                    .map_err(bad)?,
+            )
             .process(process)
             .linux(linux.build().map_err(bad)?)
             .mounts(vec![])
@@ -151,10 +174,12 @@ impl Runtime {
 }
 
 fn sandbox_from(id: &str, pid: i32, share_pid: bool, cgroup_parent: &str) -> Sandbox {
-    let ns = |typ: LinuxNamespaceType, name: &str| LinuxNamespace::default()
-        .set_typ(typ)
-        .set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/{name}"))))
-        .clone();
+    let ns = |typ: LinuxNamespaceType, name: &str| {
+        LinuxNamespace::default()
+            .set_typ(typ)
+            .set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/{name}"))))
+            .clone()
+    };
     let mut namespaces = vec![
         ns(LinuxNamespaceType::Network, "net"),
         ns(LinuxNamespaceType::Ipc, "ipc"),
@@ -186,7 +211,10 @@ extern "C" fn leave(_: libc::c_int) {
 pub fn pause() -> i32 {
     // SAFETY: installing async-signal-safe handlers, then sleeping.
     unsafe {
-        libc::signal(libc::SIGCHLD, reap_children as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGCHLD,
+            reap_children as *const () as libc::sighandler_t,
+        );
         libc::signal(libc::SIGTERM, leave as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, leave as *const () as libc::sighandler_t);
         loop {

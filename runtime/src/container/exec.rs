@@ -118,7 +118,7 @@ fn exec_main(json: &str) -> Result<i32, String> {
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);
 
     // Join the cgroup first, so the forked child starts inside it.
-    let hierarchy = Hierarchy::detect().map_err(|e| e.to_string())?;
+    let hierarchy = Hierarchy::shared().map_err(|e| e.to_string())?;
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
     Cgroup::new(&hierarchy, &stored.cgroup_path)
@@ -238,7 +238,10 @@ fn exec_main(json: &str) -> Result<i32, String> {
         }
         // SAFETY: null-terminated arrays of valid C strings.
         unsafe { libc::execve(c_path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        fail(format!("exec {program}: {}", std::io::Error::last_os_error()));
+        fail(format!(
+            "exec {program}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // Pass signals the caller sends us on to the process, as if it were the caller's child.
     forward_signals_to(pid);

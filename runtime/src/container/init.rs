@@ -69,8 +69,8 @@ pub(super) fn container_init(context: InitContext) -> ! {
     drop(context);
     if let Some(fifo) = ready.fifo {
         // Blocks until `start` opens the other end.
-        let path = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd()))
-            .unwrap_or_else(|_| exit(1));
+        let path =
+            CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).unwrap_or_else(|_| exit(1));
         // SAFETY: opening a path we built; the result is checked.
         let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
         if fd < 0 {
@@ -103,7 +103,10 @@ pub(super) fn container_init(context: InitContext) -> ! {
 
 /// After the monitor was told we are ready, stderr (the container's log) is the only channel.
 fn fail_after_ready(what: &str) -> ! {
-    let message = format!("skiff runtime: {what}: {}\n", std::io::Error::last_os_error());
+    let message = format!(
+        "skiff runtime: {what}: {}\n",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: writing a buffer we own to stderr.
     unsafe { libc::write(2, message.as_ptr().cast(), message.len()) };
     exit(127)
@@ -123,8 +126,7 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
     let process = spec.process().as_ref().ok_or("process is missing")?;
     // SAFETY (whole function): plain system calls on values we own, in a single-threaded child.
     unsafe {
-        if context.new_user_ns && (libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0)
-        {
+        if context.new_user_ns && (libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0) {
             return Err(errno("becoming root in the new user namespace"));
         }
         if context.new_cgroup_ns && libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
@@ -213,7 +215,9 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
     // From here on, only system calls: everything was prepared by the monitor.
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);
     if !no_new_privileges && let Some(seccomp) = &context.seccomp {
-        seccomp.apply().map_err(|e| format!("applying seccomp: {e}"))?;
+        seccomp
+            .apply()
+            .map_err(|e| format!("applying seccomp: {e}"))?;
     }
     context
         .rlimits
@@ -256,7 +260,9 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
     if no_new_privileges {
         crate::security::set_no_new_privileges().map_err(|e| format!("no_new_privs: {e}"))?;
         if let Some(seccomp) = &context.seccomp {
-            seccomp.apply().map_err(|e| format!("applying seccomp: {e}"))?;
+            seccomp
+                .apply()
+                .map_err(|e| format!("applying seccomp: {e}"))?;
         }
     }
     Ok(ReadyToExec {

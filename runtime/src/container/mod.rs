@@ -36,8 +36,8 @@ use crate::image::{Image, ImageError, ImageStore};
 pub use exec::{ExecOptions, ExecProcess};
 pub use state::{ContainerState, ContainerStatus, ExitStatus, StoredState};
 
-pub(crate) use monitor::run_monitor_process;
 pub(crate) use exec::run_exec_process;
+pub(crate) use monitor::run_monitor_process;
 
 /// Where the runtime keeps its state and data, and how it re-executes itself.
 #[derive(Debug, Clone)]
@@ -66,7 +66,9 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("container \"{0}\" already exists")]
     AlreadyExists(String),
-    #[error("invalid container id \"{0}\": use letters, digits, '_', '-' and '.', starting with a letter or digit")]
+    #[error(
+        "invalid container id \"{0}\": use letters, digits, '_', '-' and '.', starting with a letter or digit"
+    )]
     InvalidId(String),
     #[error("container \"{id}\" is {status}: cannot {operation}")]
     InvalidState {
@@ -184,7 +186,7 @@ impl Runtime {
         if let Some(h) = self.hierarchy.get() {
             return Ok(h);
         }
-        let h = Hierarchy::detect()?;
+        let h = Hierarchy::shared()?;
         Ok(self.hierarchy.get_or_init(|| h))
     }
 
@@ -443,8 +445,7 @@ impl Runtime {
             if let Some(exit) = state::read_exit(&dir) {
                 return Ok(exit);
             }
-            let monitor_alive =
-                state::process_alive(stored.monitor_pid, stored.monitor_start_time);
+            let monitor_alive = state::process_alive(stored.monitor_pid, stored.monitor_start_time);
             let init_alive = state::process_alive(stored.pid, stored.pid_start_time);
             if !monitor_alive && !init_alive {
                 return Err(RuntimeError::Sys(format!(
@@ -512,7 +513,7 @@ impl Runtime {
         }
         cgroup.destroy()?;
         if let Some(managed) = &current.stored.managed_dir {
-            self.images()?.remove_rootfs(managed)?;
+            crate::image::remove_rootfs(managed)?;
         }
         std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, "removing", e))?;
         Ok(())
@@ -522,7 +523,7 @@ impl Runtime {
     pub fn stats(&self, id: &str) -> Result<crate::cgroups::CgroupStats, RuntimeError> {
         let dir = self.existing_dir(id)?;
         let stored = state::read_stored(&dir)?;
-        Ok(Cgroup::new(self.hierarchy()?, &stored.cgroup_path).stats()?)
+        Ok(Cgroup::new(self.hierarchy()?, &stored.cgroup_path).stats())
     }
 
     /// Updates a running container's cgroup limits in place.

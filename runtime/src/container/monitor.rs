@@ -110,7 +110,10 @@ pub(crate) fn run_monitor_process(json: &str) -> i32 {
     match serde_json::from_str::<MonitorRequest>(json) {
         Ok(request) => monitor_main(&request, sync),
         Err(e) => {
-            report(&mut File::from(sync), &format!("error bad monitor request: {e}"));
+            report(
+                &mut File::from(sync),
+                &format!("error bad monitor request: {e}"),
+            );
             1
         }
     }
@@ -159,14 +162,14 @@ impl Monitor {
     fn prepare(request: &MonitorRequest) -> Result<Monitor, RuntimeError> {
         let dir = request.dir.clone();
         let config_path = dir.join(state::CONFIG_FILE);
-        let bytes =
-            std::fs::read(&config_path).map_err(|e| RuntimeError::io(&config_path, "reading", e))?;
+        let bytes = std::fs::read(&config_path)
+            .map_err(|e| RuntimeError::io(&config_path, "reading", e))?;
         let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Corrupt {
             path: config_path.clone(),
             detail: e.to_string(),
         })?;
         let stored = state::read_stored(&dir)?;
-        let hierarchy = crate::cgroups::Hierarchy::detect()?;
+        let hierarchy = crate::cgroups::Hierarchy::shared()?;
         let cgroup = Cgroup::new(&hierarchy, &stored.cgroup_path);
         Ok(Monitor {
             dir,
@@ -255,9 +258,8 @@ impl Monitor {
             }
             match ns.path() {
                 Some(path) => {
-                    let file = File::open(path).map_err(|e| {
-                        RuntimeError::io(path, "opening the namespace to join", e)
-                    })?;
+                    let file = File::open(path)
+                        .map_err(|e| RuntimeError::io(path, "opening the namespace to join", e))?;
                     if ns.typ() == LinuxNamespaceType::Mount {
                         mount_join = Some(NamespaceJoin {
                             fd: file.into(),
@@ -494,7 +496,11 @@ impl Monitor {
                     exited = true;
                     continue;
                 }
-                let stream = if output.stdout.as_ref().is_some_and(|f| f.as_raw_fd() == pfd.fd) {
+                let stream = if output
+                    .stdout
+                    .as_ref()
+                    .is_some_and(|f| f.as_raw_fd() == pfd.fd)
+                {
                     Stream::Stdout
                 } else {
                     Stream::Stderr
@@ -519,7 +525,7 @@ impl Monitor {
     }
 
     fn finish(&self, wait_status: i32) {
-        let oom_kills = self.cgroup.oom_kill_count().unwrap_or(0);
+        let oom_kills = self.cgroup.oom_kill_count();
         let exit = ExitStatus::from_wait_status(wait_status, oom_kills);
         // A `start` blocked on the fifo would wait forever for an init that is gone: give it a
         // writer that closes at once, so it reads end-of-file.

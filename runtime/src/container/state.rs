@@ -36,7 +36,7 @@ pub enum ContainerStatus {
 
 impl std::fmt::Display for ContainerStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             ContainerStatus::Created => "created",
             ContainerStatus::Running => "running",
             ContainerStatus::Stopped => "stopped",
@@ -159,9 +159,10 @@ impl ContainerState {
 pub(crate) fn validate_id(id: &str) -> Result<(), RuntimeError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'_' | b'-' | b'.'))
-        });
+        && id
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'_' | b'-' | b'.')));
     if ok {
         Ok(())
     } else {
@@ -273,7 +274,10 @@ mod tests {
     #[test]
     fn exit_status_from_wait_status() {
         let exited = ExitStatus::from_wait_status(3 << 8, 0);
-        assert_eq!((exited.code, exited.signal, exited.reason()), (3, None, "Error"));
+        assert_eq!(
+            (exited.code, exited.signal, exited.reason()),
+            (3, None, "Error")
+        );
         let killed = ExitStatus::from_wait_status(libc::SIGKILL, 1);
         assert_eq!(killed.code, 137);
         assert!(killed.oom_killed);
