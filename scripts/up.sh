@@ -43,6 +43,27 @@ fi
 log "building skiff (release)"
 (cd "${repo_dir}" && cargo build --release --bin skiff)
 
+# The container runtime, air-gapped: a busybox image made from Debian's busybox-static, imported
+# into the runtime's store, and the same image unpacked by umoci into an OCI bundle that
+# `skiff runtime run` executes (as runc would).
+skiff_bin="${repo_dir}/target/release/skiff"
+fixture="${repo_dir}/.cache/busybox-oci"
+log "runtime: building the busybox image and importing it"
+"${repo_dir}/scripts/fixtures/busybox-image.sh" "${fixture}"
+"${skiff_bin}" runtime import "${fixture}"
+bundle="$(mktemp -d /tmp/skiff-up-bundle.XXXXXX)"
+trap 'rm -rf "${bundle}"' EXIT
+umoci unpack --image "${fixture}:busybox" "${bundle}/busybox" >/dev/null
+python3 - "${bundle}/busybox/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+spec = json.load(open(path))
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["sh", "-c", "echo hello from a skiff container: $(hostname), pid $$"]
+json.dump(spec, open(path, "w"))
+PY
+"${skiff_bin}" runtime run --bundle "${bundle}/busybox" "skiff-up-$$"
+
 mkdir -p "${data_dir}"
 stop_server
 log "starting skiff server on ${listen} (data in ${data_dir}, log in ${log_file})"

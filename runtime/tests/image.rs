@@ -789,3 +789,62 @@ fn rootfs_overlay_and_copy() {
     remove_rootfs(&c4).expect("remove copy");
     assert!(!c3.exists() && !c4.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_from_a_credentials_file() {
+    if !support::require(&[TOOLS, &["python3"]].concat()) {
+        return;
+    }
+    let layout = support::busybox_layout();
+    let reg = Registry::start_with_auth("skiff", "s3cret");
+    reg.push(&layout, "busybox", "private/busybox:1", Format::Oci, false);
+    let reference = format!("{}/private/busybox:1", reg.host());
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(store_dir.path()).expect("open");
+    let events = Events::default();
+
+    let anonymous = pull(&store, &reference, &options(&reg), &events).await;
+    let message = anonymous
+        .expect_err("anonymous pull of a private image")
+        .to_string();
+    assert!(
+        message.contains("denied") || message.contains("nauthorized"),
+        "{message}"
+    );
+
+    let creds_dir = tempfile::tempdir().expect("tempdir");
+    let write_creds = |name: &str, user_pass: &str| {
+        use base64::Engine as _;
+        let path = creds_dir.path().join(name);
+        let auth = base64::engine::general_purpose::STANDARD.encode(user_pass);
+        fs::write(
+            &path,
+            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+        )
+        .expect("write creds");
+        path
+    };
+    let wrong = PullOptions {
+        credentials_file: Some(write_creds("wrong.json", "skiff:nope")),
+        ..options(&reg)
+    };
+    let message = pull(&store, &reference, &wrong, &events)
+        .await
+        .expect_err("wrong password")
+        .to_string();
+    assert!(
+        message.contains("denied") || message.contains("nauthorized"),
+        "{message}"
+    );
+    assert!(store.list().expect("list").is_empty());
+
+    let right = PullOptions {
+        credentials_file: Some(write_creds("right.json", "skiff:s3cret")),
+        ..options(&reg)
+    };
+    let image = pull(&store, &reference, &right, &events)
+        .await
+        .expect("pull with credentials");
+    assert_eq!(image.reference, reference);
+    check_busybox_layer(&store, &image);
+}

@@ -83,13 +83,52 @@ pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    /// `user:password` when the registry demands basic auth (htpasswd).
+    creds: Option<String>,
 }
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_inner(None)
+    }
+
+    /// A registry that answers 401 without `user`/`password` (htpasswd basic auth; the bcrypt
+    /// hash comes from Python's crypt, i.e. libxcrypt).
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        Registry::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> Registry {
         let mut dir = tempfile::tempdir().expect("tempdir");
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).expect("mkdir storage");
+        let auth_config = match auth {
+            None => String::new(),
+            Some((user, password)) => {
+                let out = Command::new("python3")
+                    .args([
+                        "-W",
+                        "ignore",
+                        "-c",
+                        "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                        password,
+                    ])
+                    .output()
+                    .expect("python3 for a bcrypt hash");
+                assert!(out.status.success(), "bcrypt: {out:?}");
+                // Go's bcrypt reads the "2a" prefix; libxcrypt writes "2b" (same algorithm).
+                let hash = String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .replacen("$2b$", "$2a$", 1);
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+        };
+        let creds = auth.map(|(u, p)| format!("{u}:{p}"));
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -97,7 +136,7 @@ impl Registry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                    "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_config}",
                     storage.display()
                 ),
             )
@@ -112,7 +151,12 @@ impl Registry {
                 .spawn()
                 .expect("spawn docker-registry");
             // Owned by a Registry at once, so a panic below still kills it.
-            let mut reg = Registry { child, dir, port };
+            let mut reg = Registry {
+                child,
+                dir,
+                port,
+                creds: creds.clone(),
+            };
             if reg.wait_ready(Duration::from_secs(15)) {
                 return reg;
             }
@@ -203,6 +247,9 @@ impl Registry {
         }
         if all {
             cmd.arg("--all");
+        }
+        if let Some(creds) = &self.creds {
+            cmd.args(["--dest-creds", creds]);
         }
         cmd.arg(format!("oci:{}:{src_tag}", layout.display()))
             .arg(format!("docker://{}/{dest}", self.host()));
