@@ -98,7 +98,7 @@ fn exec_main(json: &str) -> Result<i32, String> {
     let capabilities = process
         .capabilities()
         .as_ref()
-        .map(PreparedCapabilities::prepare)
+        .map(|c| PreparedCapabilities::prepare(&super::raisable_capabilities(c)))
         .transpose()
         .map_err(|e| format!("capabilities: {e}"))?;
     let rlimits = PreparedRlimits::prepare(process.rlimits().as_deref().unwrap_or(&[]))

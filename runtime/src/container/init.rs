@@ -155,10 +155,8 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
             nss.iter()
                 .any(|ns| ns.typ() == LinuxNamespaceType::Uts && ns.path().is_none())
         });
-    if owns_uts {
-        if let Some(hostname) = spec.hostname() {
-            nix::unistd::sethostname(hostname).map_err(|e| format!("setting hostname: {e}"))?;
-        }
+    if owns_uts && let Some(hostname) = spec.hostname() {
+        nix::unistd::sethostname(hostname).map_err(|e| format!("setting hostname: {e}"))?;
     }
 
     let fifo = match &context.exec_fifo {

@@ -590,6 +590,25 @@ fn cgroup_path_for(spec: &Spec, id: &str) -> String {
         .unwrap_or_else(|| format!("skiff/{id}"))
 }
 
+/// `caps` with the ambient set reduced to what the kernel lets a process raise: capabilities that
+/// are also permitted and inheritable. runc ignores the others, and the config.json `runc spec`
+/// writes asks for ambient capabilities without inheritable ones, so failing on them would refuse
+/// ordinary runc bundles.
+pub(crate) fn raisable_capabilities(
+    caps: &oci_spec::runtime::LinuxCapabilities,
+) -> oci_spec::runtime::LinuxCapabilities {
+    let mut caps = caps.clone();
+    if let Some(ambient) = caps.ambient().clone() {
+        let allowed = |c: &oci_spec::runtime::Capability| {
+            caps.permitted().as_ref().is_some_and(|p| p.contains(c))
+                && caps.inheritable().as_ref().is_some_and(|i| i.contains(c))
+        };
+        let keep = ambient.into_iter().filter(|c| allowed(c)).collect();
+        caps.set_ambient(Some(keep));
+    }
+    caps
+}
+
 fn kill_quietly(pid: i32, signal: Signal) {
     if pid > 0 {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);

@@ -235,7 +235,7 @@ impl Monitor {
         };
         let capabilities = match process.capabilities() {
             Some(caps) => Some(
-                PreparedCapabilities::prepare(caps)
+                PreparedCapabilities::prepare(&super::raisable_capabilities(caps))
                     .map_err(|e| RuntimeError::InvalidSpec(format!("capabilities: {e}")))?,
             ),
             None => None,
