@@ -592,6 +592,10 @@ fn inside_the_container() {
         if echo 1 2>/dev/null >/proc/sys/net/ipv4/ip_forward; then echo procsys=writable; else echo procsys=refused; fi
         echo "procsysopts=$(awk '$5 == "/proc/sys" {print $6}' /proc/self/mountinfo)"
         echo "capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+        echo "timer_list=$(cat /proc/timer_list 2>&1 | wc -c)"
+        echo "masked=$(awk '$5 == "/proc/timer_list" || $5 == "/proc/keys" {print $5}' /proc/self/mountinfo | tr '\n' ' ')"
+        for d in null zero full random urandom tty; do [ -c /dev/$d ] || echo "missing-dev=$d"; done
+        echo "devnull=$(echo discard >/dev/null && echo ok)"
     "#;
     let mut options = env.options(id, &["sh", "-c", script]);
     options.spec.set_hostname(Some("inside-host".into()));
@@ -615,6 +619,10 @@ fn inside_the_container() {
     let capeff = u64::from_str_radix(&kv["capeff"], 16).expect("CapEff hex");
     assert_eq!(capeff.count_ones(), 14, "CapEff {capeff:x}");
     assert_eq!(capeff & (1 << 21), 0);
+    assert_eq!(kv["timer_list"], "0", "/proc/timer_list is masked");
+    assert_eq!(kv["masked"], "/proc/keys /proc/timer_list");
+    assert!(!kv.contains_key("missing-dev"), "default devices: {kv:?}");
+    assert_eq!(kv["devnull"], "ok");
     env.delete_and_check(id, false);
 }
 
@@ -734,7 +742,16 @@ fn pids_limit_caps_forks() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(refused > 0, "forks were refused: pids.events {events:?}");
-    env.delete_and_check(id, true);
+    // kill --all reaches the orphaned sleeps too; then a plain delete finds nothing running.
+    let pids: Vec<i32> = procs.lines().filter_map(|p| p.parse().ok()).collect();
+    env.runtime
+        .kill(id, parse_signal("KILL").expect("sig"), true)
+        .expect("kill all");
+    assert_eq!(env.wait(id).code, 137);
+    poll("every process of the cgroup to end", WAIT, || {
+        pids.iter().all(|p| !alive(*p)).then_some(())
+    });
+    env.delete_and_check(id, false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,6 +785,11 @@ fn exit_codes_and_signals() {
     assert_eq!((e.code, e.signal, e.reason()), (42, None, "Error"));
     let e = env.wait("sigkill");
     assert_eq!((e.code, e.signal, e.oom_killed), (137, Some(9), false));
+    // A created container that never ran is deleted without force, as with runc.
+    let never = env.options("never", &["sleep", "30"]);
+    let state = env.runtime.create("never", never).expect("create never");
+    env.delete_and_check("never", false);
+    assert!(!alive(state.pid()), "the waiting init is gone");
     let e = env.wait("sigterm");
     assert_eq!((e.code, e.signal, e.oom_killed), (143, Some(15), false));
     // Killing a stopped container is refused.
@@ -938,6 +960,19 @@ fn restarted_runtime_finds_running_containers() {
     let state = first.create_and_start(id, options).expect("create");
     let pid = state.pid();
     drop(first);
+    // The monitor is detached: neither the container nor its parent is our child.
+    let ppid = |pid: i32| -> i32 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        rest.split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("ppid")
+    };
+    let monitor = ppid(pid);
+    let me = std::process::id() as i32;
+    assert_ne!(monitor, me);
+    assert_ne!(ppid(monitor), me);
 
     let second = Runtime::new(env.runtime.config().clone());
     let listed = second.list().expect("list");
@@ -1091,6 +1126,10 @@ fn cli_runs_runc_bundles() {
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert_eq!(output_text(&out), ("hi\n".into(), "err\n".into()));
     env.assert_gone("five", &env.cgroup("five"));
+    assert!(
+        bundle.join("rootfs/bin/busybox").exists(),
+        "the bundle is the caller's: delete leaves it"
+    );
 
     // Self-inflicted SIGKILL passes through as 137 (in the host PID namespace: a namespace's
     // init cannot be killed from inside).
@@ -1550,7 +1589,8 @@ fn user_namespace_maps_root() {
         &[
             "sh",
             "-c",
-            "echo uid=$(id -u); echo gid=$(id -g); touch /shared/made-inside",
+            "echo uid=$(id -u); echo gid=$(id -g); echo owner=$(stat -c %u /bin/busybox); \
+             touch /shared/made-inside",
         ],
     );
     spec::add_bind_mount(&mut options.spec, &shared, Path::new("/shared"), false);
@@ -1574,6 +1614,10 @@ fn user_namespace_maps_root() {
     let kv = key_values(&env.stdout(id));
     assert_eq!(kv["uid"], "0");
     assert_eq!(kv["gid"], "0");
+    assert_eq!(
+        kv["owner"], "65534",
+        "host root is unmapped: the overflow uid"
+    );
     let meta = fs::metadata(shared.join("made-inside")).expect("file made inside");
     assert_eq!((meta.uid(), meta.gid()), (100000, 100000));
     env.delete_and_check(id, false);
