@@ -803,6 +803,24 @@ fn exit_codes_and_signals() {
     }
 }
 
+/// The node agent waits without blocking its async runtime.
+#[tokio::test]
+async fn wait_async_returns_the_exit_status() {
+    let Some(env) = Env::new("async") else { return };
+    let id = "async";
+    let options = env.options(id, &["sh", "-c", "sleep 0.3; exit 9"]);
+    env.runtime.create_and_start(id, options).expect("create");
+    let exit = tokio::time::timeout(WAIT, env.runtime.wait_async(id))
+        .await
+        .expect("wait_async in time")
+        .expect("wait_async");
+    assert_eq!((exit.code, exit.signal), (9, None));
+    // Again, once stopped: at once.
+    let again = env.runtime.wait_async(id).await.expect("wait_async");
+    assert_eq!(again, exit);
+    env.delete_and_check(id, false);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Exec.
 
@@ -1298,6 +1316,22 @@ fn cli_verbs_and_state_json() {
     env.assert_gone("one", &env.cgroup("one"));
 
     // kill, then state shows stopped, then delete.
+    // exec through the CLI: output and exit code pass through.
+    let out = env
+        .cli(&[
+            "exec",
+            "-u",
+            "1000:1000",
+            "two",
+            "sh",
+            "-c",
+            "echo in $(id -u); exit 3",
+        ])
+        .output()
+        .expect("exec");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(output_text(&out).0, "in 1000\n");
+
     let (code, _, err) = env.cli_files(&["kill", "two", "KILL"]);
     assert_eq!(code, 0, "kill: {err}");
     poll("two to stop", WAIT, || {
@@ -1478,6 +1512,32 @@ fn bad_input_is_refused_cleanly() {
         ContainerStatus::Created,
         "the first container is untouched"
     );
+
+    // Start of a created container whose init was killed: an error, not a hang.
+    let options = env.options("dead", &["sleep", "30"]);
+    let state = env.runtime.create("dead", options).expect("create dead");
+    env.kill("dead", "KILL");
+    poll("the init to die", WAIT, || {
+        (!alive(state.pid())).then_some(())
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = env.runtime.config().clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            Runtime::new(config)
+                .start("dead")
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let result = rx
+        .recv_timeout(WAIT)
+        .expect("start of a dead container returns");
+    assert!(result.is_err(), "start of a dead container: {result:?}");
+    assert_eq!(
+        env.runtime.state("dead").expect("state").status,
+        ContainerStatus::Stopped
+    );
+    env.delete_and_check("dead", false);
 
     // Start twice.
     env.runtime.start("dup").expect("start");
