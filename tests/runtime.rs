@@ -1682,3 +1682,47 @@ fn user_namespace_maps_root() {
     assert_eq!((meta.uid(), meta.gid()), (100000, 100000));
     env.delete_and_check(id, false);
 }
+
+/// `delete` right after the process exits — while its monitor is still reaping it and writing
+/// exit.json into the state directory — waits for the monitor, then succeeds and leaves nothing.
+/// The monitor is held with SIGSTOP so that the window is certain.
+#[test]
+fn delete_waits_for_the_monitor_to_record_the_exit() {
+    let Some(env) = Env::new("quickdel") else {
+        return;
+    };
+    let signal = |sig: &str, pid: i32| {
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    let options = env.options("quick", &["sleep", "0.2"]);
+    let state = env
+        .runtime
+        .create_and_start("quick", options)
+        .expect("create");
+    let (pid, monitor) = (state.pid(), state.stored.monitor_pid);
+    signal("-STOP", monitor);
+    poll("the process to exit", Duration::from_secs(10), || {
+        (!alive(pid)).then_some(())
+    });
+    let started = Instant::now();
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        signal("-CONT", monitor);
+    });
+    env.delete_and_check("quick", false);
+    // The monitor had finished (exit recorded, process gone) before the state was removed.
+    assert!(
+        !alive(monitor),
+        "delete returned while the monitor was still running"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "delete did not wait for the monitor ({:?})",
+        started.elapsed()
+    );
+    resume.join().expect("resume thread");
+}

@@ -507,8 +507,9 @@ impl Runtime {
                 });
             }
         }
-        if current.status != ContainerStatus::Stopped {
-            // Let the monitor reap the init and record its exit before the state goes.
+        if current.exit.is_none() {
+            // Let the monitor reap the init and record its exit before the state goes — also when
+            // the process has just exited and the monitor is still writing exit.json.
             let _ = self.wait_timeout(id, Some(Duration::from_secs(10)));
         }
         cgroup.destroy()?;
