@@ -848,3 +848,111 @@ async fn basic_auth_from_a_credentials_file() {
     assert_eq!(image.reference, reference);
     check_busybox_layer(&store, &image);
 }
+
+/// Docker Hub's flow: the registry answers 401 with `WWW-Authenticate: Bearer realm=…`, the
+/// client fetches a token from the realm anonymously and retries with `Authorization: Bearer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_bearer_token_as_docker_hub_does_it() {
+    if !support::require(&[TOOLS, &["python3", "openssl"]].concat()) {
+        return;
+    }
+    let layout = support::busybox_layout();
+    let reg = Registry::start_with_token_auth();
+    // Without a token the registry turns everyone away.
+    assert_eq!(support::http_status(reg.port(), "/v2/"), Some(401));
+    // skopeo pushes as the push user, through the same token flow.
+    let digest = reg.push(&layout, "busybox", "library/busybox:1", Format::Oci, false);
+    reg.push(&layout, "busybox", "forbidden/x:1", Format::Oci, false);
+    let pushes = reg.token_requests();
+    assert!(
+        pushes
+            .iter()
+            .any(|r| r.auth == "basic" && r.scopes.iter().any(|s| s.ends_with(":pull,push"))),
+        "skopeo got a push token: {pushes:?}"
+    );
+
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(store_dir.path()).expect("open");
+    let events = Events::default();
+    let opts = options(&reg);
+    assert!(opts.credentials_file.is_none());
+
+    let reference = format!("{}/library/busybox:1", reg.host());
+    let image = pull(&store, &reference, &opts, &events)
+        .await
+        .unwrap_or_else(|e| panic!("anonymous pull: {e}\n{}", reg.log()));
+    assert_eq!(image.reference, reference);
+    assert_eq!(image.digest, digest);
+    check_busybox_layer(&store, &image);
+    assert!(tmp_is_empty(&store));
+
+    // The bearer flow ran: an anonymous token request for exactly this repository's pull scope,
+    // granted pull.
+    let requests = reg.token_requests()[pushes.len()..].to_vec();
+    let ours: Vec<_> = requests
+        .iter()
+        .filter(|r| r.scopes == ["repository:library/busybox:pull"])
+        .collect();
+    assert!(
+        !ours.is_empty(),
+        "no token request for the pull: {requests:?}"
+    );
+    for r in &ours {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/token"));
+        assert_eq!(r.auth, "none", "{r:?}");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            r.query
+                .contains(&format!("service={}", support::TOKEN_SERVICE)),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.granted,
+            Some(serde_json::json!([
+                {"type": "repository", "name": "library/busybox", "actions": ["pull"]}
+            ])),
+            "{r:?}"
+        );
+    }
+    assert!(
+        requests.iter().all(|r| r.auth == "none"),
+        "the anonymous pull sent credentials: {requests:?}"
+    );
+
+    // A private repository: the token server hands out a token granting nothing (as Docker Hub
+    // does), the registry then refuses the manifest.
+    let seen = reg.token_requests().len();
+    let forbidden = format!("{}/forbidden/x:1", reg.host());
+    let err = pull(&store, &forbidden, &opts, &events)
+        .await
+        .expect_err("pull of a repository the token grants nothing on");
+    assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("denied") || message.contains("nauthorized"),
+        "{message}"
+    );
+    let asked = reg.token_requests()[seen..].to_vec();
+    assert!(
+        asked.iter().any(|r| r.auth == "none"
+            && r.status == 200
+            && r.scopes == ["repository:forbidden/x:pull"]),
+        "{asked:?}"
+    );
+
+    // The token server itself says no: its answer reaches the error.
+    let refused = format!("{}/refused/x:1", reg.host());
+    let err = pull(&store, &refused, &opts, &events)
+        .await
+        .expect_err("pull the token server refuses");
+    assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("denied") && message.contains("refuses anonymous access to refused/x"),
+        "{message}"
+    );
+
+    let images = store.list().expect("list");
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0].reference, reference);
+}

@@ -83,8 +83,11 @@ pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
-    /// `user:password` when the registry demands basic auth (htpasswd).
+    /// `user:password` when the registry demands basic auth (htpasswd), or the push user the
+    /// token server grants `push` to.
     creds: Option<String>,
+    /// The token server when the registry uses `auth: token`.
+    token: Option<TokenServer>,
 }
 
 impl Registry {
@@ -98,10 +101,30 @@ impl Registry {
         Registry::start_inner(Some((user, password)))
     }
 
+    /// A registry with Docker Hub style bearer-token auth (`auth: token`): it answers 401 with
+    /// `WWW-Authenticate: Bearer realm=…,service=…,scope=…`, and the token server
+    /// (tests/fixtures/token_server.py) hands out RS256 JWTs. Anonymous callers get `pull`
+    /// (nothing for `forbidden/…`, a 401 from the token server for `refused/…`);
+    /// [`TOKEN_PUSH_USER`]:[`TOKEN_PUSH_PASSWORD`] gets `pull,push`, which [`Registry::push`] uses.
+    pub fn start_with_token_auth() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = TokenServer::start(&dir.path().join("token"));
+        let auth_config = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            token.port,
+            token.cert().display()
+        );
+        Registry::launch(
+            dir,
+            "info",
+            &auth_config,
+            Some(format!("{TOKEN_PUSH_USER}:{TOKEN_PUSH_PASSWORD}")),
+            Some(token),
+        )
+    }
+
     fn start_inner(auth: Option<(&str, &str)>) -> Registry {
-        let mut dir = tempfile::tempdir().expect("tempdir");
-        let storage = dir.path().join("storage");
-        std::fs::create_dir(&storage).expect("mkdir storage");
+        let dir = tempfile::tempdir().expect("tempdir");
         let auth_config = match auth {
             None => String::new(),
             Some((user, password)) => {
@@ -129,6 +152,20 @@ impl Registry {
             }
         };
         let creds = auth.map(|(u, p)| format!("{u}:{p}"));
+        Registry::launch(dir, "warn", &auth_config, creds, None)
+    }
+
+    /// Starts `docker-registry serve` in `dir` (retrying on another port if it does not come
+    /// up); `token` is owned (and killed) by the returned registry.
+    fn launch(
+        mut dir: tempfile::TempDir,
+        log_level: &str,
+        auth_config: &str,
+        creds: Option<String>,
+        mut token: Option<TokenServer>,
+    ) -> Registry {
+        let storage = dir.path().join("storage");
+        std::fs::create_dir(&storage).expect("mkdir storage");
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -136,7 +173,7 @@ impl Registry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_config}",
+                    "version: 0.1\nlog:\n  level: {log_level}\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_config}",
                     storage.display()
                 ),
             )
@@ -156,12 +193,14 @@ impl Registry {
                 dir,
                 port,
                 creds: creds.clone(),
+                token: token.take(),
             };
             if reg.wait_ready(Duration::from_secs(15)) {
                 return reg;
             }
             last_err = reg.log();
             reg.kill();
+            token = reg.token.take();
             dir = reg.take_dir();
         }
         panic!("docker-registry did not come up: {last_err}");
@@ -223,7 +262,22 @@ impl Registry {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+        let mut log =
+            std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        if let Some(token) = &self.token {
+            log.push_str("\n--- token server ---\n");
+            log.push_str(&token.log());
+        }
+        log
+    }
+
+    /// The requests the token server answered, in order (empty without one); see
+    /// [`TokenRequest`].
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.token
+            .as_ref()
+            .map(TokenServer::requests)
+            .unwrap_or_default()
     }
 
     /// Pushes `layout:src_tag` to `dest` (`name:tag`) with skopeo; returns the manifest digest.
@@ -270,6 +324,131 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         self.kill();
+        // The token server next, before its files (in `dir`) go.
+        drop(self.token.take());
+    }
+}
+
+/// The `service` (JWT `aud`) and `issuer` (`iss`) of [`Registry::start_with_token_auth`].
+pub const TOKEN_SERVICE: &str = "skiff-test-registry";
+pub const TOKEN_ISSUER: &str = "skiff-test-issuer";
+/// The user the token server grants `pull,push` (skopeo pushes as this user).
+pub const TOKEN_PUSH_USER: &str = "skiff-pusher";
+pub const TOKEN_PUSH_PASSWORD: &str = "push-s3cret";
+
+/// One request to the token server, from its `requests.log`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TokenRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The `scope` parameters, e.g. `repository:library/busybox:pull`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `none` (anonymous), `basic` (the push user) or `bad` (wrong credentials).
+    #[serde(default)]
+    pub auth: String,
+    pub status: u16,
+    /// The `access` claim of the issued token (200 only).
+    #[serde(default)]
+    pub granted: Option<serde_json::Value>,
+}
+
+/// tests/fixtures/token_server.py on 127.0.0.1:<port it picked>, with its RSA key and
+/// self-signed certificate (the registry's `rootcertbundle`) in `dir`; killed by PID on drop.
+pub struct TokenServer {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl TokenServer {
+    /// `dir` is created (it lives inside the registry's temp dir).
+    fn start(dir: &Path) -> TokenServer {
+        std::fs::create_dir_all(dir).expect("mkdir token dir");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-subj", "/CN=skiff-test-token", "-days", "1", "-keyout"])
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl req");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = std::fs::File::create(dir.join("server.log")).expect("token server log");
+        let child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/token_server.py"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["--issuer", TOKEN_ISSUER, "--service", TOKEN_SERVICE])
+            .args(["--user", TOKEN_PUSH_USER, "--password", TOKEN_PUSH_PASSWORD])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn python3 token_server.py");
+        // Owned at once, so a panic below still kills it.
+        let mut server = TokenServer {
+            child,
+            dir: dir.to_path_buf(),
+            port: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            // The server writes its port (by rename, so never half) once it listens.
+            if let Ok(p) = std::fs::read_to_string(dir.join("port")) {
+                server.port = p.trim().parse().expect("token server port");
+                break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("token server exited ({status}): {}", server.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "token server did not come up: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The certificate whose key signs the tokens.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    /// The server's stderr (Python's access log and tracebacks).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> Vec<TokenRequest> {
+        std::fs::read_to_string(self.dir.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // By PID: only the process we started.
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
     }
 }
 
