@@ -43,7 +43,7 @@ is_installed() {
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]
 }
 
-wanted=(ca-certificates protobuf-compiler etcd-server)
+wanted=(ca-certificates protobuf-compiler etcd-server openssl)
 # The runtime's image tests: a local registry, skopeo to push to it, umoci and
 # busybox-static to build the busybox fixture (scripts/fixtures/busybox-image.sh);
 # the container tests run against runc and crun.
