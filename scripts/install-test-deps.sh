@@ -67,27 +67,33 @@ done
 
 # systemd is only worth asking about when it is actually PID 1.
 have_systemd() { [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; }
-etcd_active() { have_systemd && systemctl is-active --quiet etcd 2>/dev/null; }
+service_active() { have_systemd && systemctl is-active --quiet "$1" 2>/dev/null; }
+# Services some of these packages start on install: Debian's etcd on 127.0.0.1:2379 and its
+# docker-registry on every interface (port 5000). Tests run their own on free loopback ports.
+package_services=(etcd docker-registry)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     log "Debian packages already installed: ${wanted[*]}"
 else
-    etcd_was_active=false
-    if etcd_active; then etcd_was_active=true; fi
+    was_active=()
+    for service in "${package_services[@]}"; do
+        if service_active "${service}"; then was_active+=("${service}"); fi
+    done
 
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 
-    # Debian's etcd-server package starts its own etcd on 127.0.0.1:2379. Our
-    # tests run their own etcd on free ports, and a stray system etcd would
-    # only hold ports and disk, so undo that side effect of this install (but
-    # never touch an etcd that was already running before we started).
-    if [[ "${etcd_was_active}" == false ]] && etcd_active; then
-        log "stopping the etcd service that the etcd-server package started"
-        "${SUDO[@]}" systemctl stop etcd
-    fi
+    # Undo that side effect of this install (a stray registry would even listen beyond
+    # loopback), but never touch a service that was already running before we started.
+    for service in "${package_services[@]}"; do
+        if [[ " ${was_active[*]-} " != *" ${service} "* ]] && service_active "${service}"; then
+            log "stopping the ${service} service that its package started"
+            "${SUDO[@]}" systemctl stop "${service}"
+            "${SUDO[@]}" systemctl disable "${service}" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 command -v protoc >/dev/null 2>&1 || die "protoc still not on PATH after installing protobuf-compiler"
