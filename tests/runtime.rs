@@ -1726,3 +1726,35 @@ fn delete_waits_for_the_monitor_to_record_the_exit() {
     );
     resume.join().expect("resume thread");
 }
+
+/// `exec -t` makes the caller's terminal the process's controlling terminal. The terminal is a
+/// pty Python's `pty.spawn` provides, as an interactive shell would.
+#[test]
+fn exec_with_a_terminal() {
+    let Some(env) = Env::new("exectty") else {
+        return;
+    };
+    if !require(&["python3"]) {
+        return;
+    }
+    let options = env.options("tty", &["sleep", "30"]);
+    env.runtime
+        .create_and_start("tty", options)
+        .expect("create");
+    let script = "import pty, sys\nsys.exit(pty.spawn(sys.argv[1:]) >> 8)";
+    let out = Command::new("python3")
+        .args(["-c", script, SKIFF, "runtime", "--root"])
+        .arg(env.state_dir())
+        .args(["exec", "-t", "tty", "sh", "-c"])
+        .arg("[ -t 0 ] && [ -t 1 ] && echo stdin-and-stdout-are-a-tty; exit 4")
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 pty.spawn");
+    let (stdout, stderr) = output_text(&out);
+    assert!(
+        stdout.contains("stdin-and-stdout-are-a-tty"),
+        "stdout {stdout:?} stderr {stderr:?}"
+    );
+    assert_eq!(out.status.code(), Some(4), "stderr {stderr:?}");
+    env.delete_and_check("tty", true);
+}

@@ -195,8 +195,10 @@ fn exec_main(json: &str) -> Result<i32, String> {
         // SAFETY: plain system calls in the single-threaded child.
         unsafe {
             if options.tty {
+                // The terminal may already control the caller's session (a shell's terminal
+                // passed through): take it over (force=1; we still hold CAP_SYS_ADMIN here).
                 libc::setsid();
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                if libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
                     fail(format!(
                         "making stdin the controlling terminal: {}",
                         std::io::Error::last_os_error()

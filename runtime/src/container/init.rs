@@ -143,7 +143,7 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
                 return Err(errno("setting up stdio"));
             }
         }
-        if context.terminal && libc::isatty(0) == 1 && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+        if context.terminal && libc::isatty(0) == 1 && libc::ioctl(0, libc::TIOCSCTTY, 1) != 0 {
             return Err(errno("making the terminal the controlling terminal"));
         }
     }
