@@ -956,3 +956,28 @@ async fn anonymous_bearer_token_as_docker_hub_does_it() {
     assert_eq!(images.len(), 1, "{images:?}");
     assert_eq!(images[0].reference, reference);
 }
+
+/// Plain HTTP is used only for registries listed as insecure: an unlisted one is spoken to over
+/// TLS, which a plain-HTTP registry cannot answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_only_for_listed_registries() {
+    if !support::require(TOOLS) {
+        return;
+    }
+    let layout = support::busybox_layout();
+    let reg = Registry::start();
+    reg.push(&layout, "busybox", "library/busybox:1", Format::Oci, false);
+    let reference = format!("{}/library/busybox:1", reg.host());
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(store_dir.path()).expect("open");
+    let events = Events::default();
+    let not_listed = PullOptions::default();
+    let err = pull(&store, &reference, &not_listed, &events)
+        .await
+        .expect_err("TLS to a plain-HTTP registry");
+    assert!(err.to_string().contains(&reg.host()), "{err}");
+    assert!(store.list().expect("list").is_empty());
+    pull(&store, &reference, &options(&reg), &events)
+        .await
+        .expect("listed as insecure");
+}
