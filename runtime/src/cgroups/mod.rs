@@ -552,3 +552,16 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Resources neither cgroup version applies yet: said once at debug level, never an error.
+fn log_unapplied(cgroup: &str, r: &oci_spec::runtime::LinuxResources) {
+    if r.block_io().is_some() {
+        tracing::debug!(cgroup, "block I/O limits are not applied");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        tracing::debug!(cgroup, "hugepage limits are not applied");
+    }
+    if r.network().is_some() || r.rdma().is_some() {
+        tracing::debug!(cgroup, "network/rdma resources are not applied");
+    }
+}

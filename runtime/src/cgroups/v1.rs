@@ -171,15 +171,7 @@ pub(super) fn apply(
         }
     }
 
-    if r.block_io().is_some() {
-        tracing::debug!(cgroup = %cg.rel, "block I/O limits are not applied");
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-        tracing::debug!(cgroup = %cg.rel, "hugepage limits are not applied");
-    }
-    if r.network().is_some() || r.rdma().is_some() {
-        tracing::debug!(cgroup = %cg.rel, "network/rdma resources are not applied");
-    }
+    super::log_unapplied(&cg.rel, r);
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         tracing::warn!(cgroup = %cg.rel, "unified (cgroup v2) resources ignored on a cgroup v1 host");
     }

@@ -133,15 +133,7 @@ pub(super) fn apply(
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         tracing::debug!(cgroup = %cg.rel, "device rules need eBPF on cgroup v2: not applied");
     }
-    if r.block_io().is_some() {
-        tracing::debug!(cgroup = %cg.rel, "block I/O limits are not applied");
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-        tracing::debug!(cgroup = %cg.rel, "hugepage limits are not applied");
-    }
-    if r.network().is_some() || r.rdma().is_some() {
-        tracing::debug!(cgroup = %cg.rel, "network/rdma resources are not applied");
-    }
+    super::log_unapplied(&cg.rel, r);
     if let Some(unified) = r.unified() {
         for (key, value) in unified {
             if key.is_empty() || key.contains('/') || key.starts_with('.') {

@@ -14,8 +14,8 @@ use std::process::Command;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
-use super::state;
 use super::{Runtime, RuntimeError};
+use super::{init, state};
 use crate::cgroups::{Cgroup, Hierarchy};
 use crate::security::{PreparedCapabilities, PreparedRlimits, PreparedSeccomp};
 
@@ -160,26 +160,12 @@ fn exec_main(json: &str) -> Result<i32, String> {
     drop(joined);
 
     let program = options.args.first().ok_or("exec needs a command")?;
-    let path = super::init::find_executable(program, &env)?;
+    let path = init::find_executable(program, &env)?;
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| "NUL in path")?;
-    let to_c = |items: &[String]| -> Result<Vec<CString>, String> {
-        items
-            .iter()
-            .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("NUL byte in {s:?}")))
-            .collect()
-    };
-    let argv_c = to_c(&options.args)?;
-    let envp_c = to_c(&env)?;
-    let argv: Vec<*const libc::c_char> = argv_c
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = envp_c
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv_c = init::to_cstrings(&options.args)?;
+    let envp_c = init::to_cstrings(&env)?;
+    let argv = init::pointer_array(&argv_c);
+    let envp = init::pointer_array(&envp_c);
 
     // SAFETY: this helper is single-threaded, so the child may run ordinary code.
     let pid = unsafe { libc::fork() };
@@ -215,18 +201,7 @@ fn exec_main(json: &str) -> Result<i32, String> {
         rlimits
             .apply()
             .unwrap_or_else(|e| fail(format!("rlimits: {e}")));
-        // SAFETY: credential system calls in the single-threaded child.
-        unsafe {
-            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
-            let _ = libc::setgroups(groups.len(), groups.as_ptr());
-            if libc::setresgid(gid, gid, gid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
-                fail(format!(
-                    "setting uid {uid} gid {gid}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
-        }
+        init::set_identity(uid, gid, &groups, true).unwrap_or_else(|e| fail(e));
         if let Some(c) = &capabilities {
             c.apply()
                 .unwrap_or_else(|e| fail(format!("capabilities: {e}")));

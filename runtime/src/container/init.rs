@@ -84,18 +84,8 @@ pub(super) fn container_init(context: InitContext) -> ! {
         unsafe { libc::close(fd) };
         drop(fifo);
     }
-    let argv: Vec<*const libc::c_char> = ready
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = ready
-        .envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv = pointer_array(&ready.argv);
+    let envp = pointer_array(&ready.envp);
     // SAFETY: null-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(ready.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     fail_after_ready("exec")
@@ -222,25 +212,13 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
         .apply()
         .map_err(|e| format!("setting rlimits: {e}"))?;
     let user = process.user();
-    // SAFETY: credential system calls in a single-threaded process.
-    unsafe {
-        if let Some(umask) = user.umask() {
-            libc::umask(umask as libc::mode_t);
-        }
-        libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
-        let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
-        // setgroups is refused in a user namespace whose setgroups file says deny.
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 && !context.new_user_ns {
-            return Err(errno("setting supplementary groups"));
-        }
-        if libc::setresgid(user.gid(), user.gid(), user.gid()) != 0 {
-            return Err(errno(format!("setting gid {}", user.gid())));
-        }
-        if libc::setresuid(user.uid(), user.uid(), user.uid()) != 0 {
-            return Err(errno(format!("setting uid {}", user.uid())));
-        }
-        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    if let Some(umask) = user.umask() {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(umask as libc::mode_t) };
     }
+    let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // setgroups is refused in a user namespace whose setgroups file says deny.
+    set_identity(user.uid(), user.gid(), &groups, context.new_user_ns)?;
     if let Some(caps) = &context.capabilities {
         caps.apply()
             .map_err(|e| format!("applying capabilities: {e}"))?;
@@ -273,7 +251,41 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-fn to_cstrings(items: &[String]) -> Result<Vec<CString>, String> {
+/// Becomes `uid`/`gid` with supplementary `groups`, keeping the permitted capabilities across the
+/// change (the capability step that follows decides what stays).
+pub(super) fn set_identity(
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: &[libc::gid_t],
+    tolerate_setgroups_failure: bool,
+) -> Result<(), String> {
+    // SAFETY: credential system calls in a single-threaded process.
+    unsafe {
+        libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 && !tolerate_setgroups_failure {
+            return Err(errno("setting supplementary groups"));
+        }
+        if libc::setresgid(gid, gid, gid) != 0 {
+            return Err(errno(format!("setting gid {gid}")));
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            return Err(errno(format!("setting uid {uid}")));
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    }
+    Ok(())
+}
+
+/// A null-terminated array of pointers into `items`, for `execve`.
+pub(super) fn pointer_array(items: &[CString]) -> Vec<*const libc::c_char> {
+    items
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+pub(super) fn to_cstrings(items: &[String]) -> Result<Vec<CString>, String> {
     items
         .iter()
         .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("NUL byte in {s:?}")))

@@ -9,7 +9,6 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use tracing::info;
 
-use super::config::ConfigFile;
 use super::fsutil::{self, io_err};
 use super::manifest::{self, Descriptor, Parsed, Platform};
 use super::reference::{self, Reference};
@@ -183,25 +182,8 @@ impl ImageStore {
         layers: &[Descriptor],
         mut blobs: Vec<String>,
     ) -> Result<Vec<Image>, ImageError> {
-        let config_path = self.blob_path(&config.digest)?;
-        let config_bytes =
-            fs::read(&config_path).map_err(io_err(format!("read {}", config_path.display())))?;
-        let config_file: ConfigFile = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::InvalidImage(format!("image config: {e}")))?;
-        let diff_ids = config_file
-            .rootfs
-            .as_ref()
-            .map(|r| r.diff_ids.clone())
-            .unwrap_or_default();
-        if diff_ids.len() != layers.len() {
-            return Err(ImageError::InvalidImage(format!(
-                "{} layers but the config lists {} diff ids",
-                layers.len(),
-                diff_ids.len()
-            )));
-        }
+        let (config_file, diff_ids) = self.read_config_blob(&config.digest, layers.len())?;
         for (layer, diff_id) in layers.iter().zip(&diff_ids) {
-            reference::validate_digest(diff_id).map_err(ImageError::InvalidImage)?;
             self.ensure_layer(&layer.digest, Some(&layer.media_type), diff_id)?;
         }
         blobs.push(config.digest.clone());

@@ -217,6 +217,34 @@ impl ImageStore {
     }
 
     /// Where the blob `digest` lives (whether present or not).
+    /// The stored image config `digest` and its layers' diff ids, checked against the number of
+    /// layers the manifest lists.
+    pub(crate) fn read_config_blob(
+        &self,
+        digest: &str,
+        layer_count: usize,
+    ) -> Result<(config::ConfigFile, Vec<String>), ImageError> {
+        let path = self.blob_path(digest)?;
+        let bytes = fs::read(&path).map_err(io_err(format!("read {}", path.display())))?;
+        let file: config::ConfigFile = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::InvalidImage(format!("image config: {e}")))?;
+        let diff_ids = file
+            .rootfs
+            .as_ref()
+            .map(|r| r.diff_ids.clone())
+            .unwrap_or_default();
+        if diff_ids.len() != layer_count {
+            return Err(ImageError::InvalidImage(format!(
+                "manifest lists {layer_count} layers but the config {} diff ids",
+                diff_ids.len()
+            )));
+        }
+        for d in &diff_ids {
+            reference::validate_digest(d).map_err(ImageError::InvalidImage)?;
+        }
+        Ok((file, diff_ids))
+    }
+
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         reference::validate_digest(digest).map_err(ImageError::InvalidImage)?;
         Ok(self.root.join("blobs/sha256").join(&digest[7..]))

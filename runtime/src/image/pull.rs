@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
 
-use super::config::ConfigFile;
 use super::fsutil::{self, io_err};
 use super::manifest::{self, Descriptor, Parsed, Platform};
 use super::reference::Reference;
@@ -319,26 +318,8 @@ impl ImageStore {
         let config_desc = &image_manifest.config;
         self.fetch_blob(&session, config_desc, progress).await?;
         blobs.push(config_desc.digest.clone());
-        let config_path = self.blob_path(&config_desc.digest)?;
-        let config_bytes = std::fs::read(&config_path)
-            .map_err(io_err(format!("read {}", config_path.display())))?;
-        let config_file: ConfigFile = serde_json::from_slice(&config_bytes)
-            .map_err(|e| ImageError::InvalidImage(format!("image config: {e}")))?;
-        let diff_ids = config_file
-            .rootfs
-            .as_ref()
-            .map(|r| r.diff_ids.clone())
-            .unwrap_or_default();
-        if diff_ids.len() != image_manifest.layers.len() {
-            return Err(ImageError::InvalidImage(format!(
-                "manifest lists {} layers but the config {} diff ids",
-                image_manifest.layers.len(),
-                diff_ids.len()
-            )));
-        }
-        for d in &diff_ids {
-            super::reference::validate_digest(d).map_err(ImageError::InvalidImage)?;
-        }
+        let (config_file, diff_ids) =
+            self.read_config_blob(&config_desc.digest, image_manifest.layers.len())?;
 
         // Collected first (futures are lazy; buffer_unordered bounds how many run) so that no
         // closure over borrowed items ends up in this future's type, which would keep it from
