@@ -1758,3 +1758,133 @@ fn exec_with_a_terminal() {
     assert_eq!(out.status.code(), Some(4), "stderr {stderr:?}");
     env.delete_and_check("tty", true);
 }
+
+/// A chatty container's log is capped: rotated at `max_size_bytes`, at most `max_files` files,
+/// the newest lines in the live file.
+#[test]
+fn log_is_capped_and_rotated() {
+    let Some(env) = Env::new("logrot") else {
+        return;
+    };
+    let mut options = env.options(
+        "chatty",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 6000 ]; do echo \"line $i ........................................\"; i=$((i+1)); done",
+        ],
+    );
+    const CAP: u64 = 32 * 1024;
+    let log = env.log_path("chatty");
+    options.stdio = StdioConfig::Log {
+        path: log.clone(),
+        max_size_bytes: CAP,
+        max_files: 3,
+    };
+    let exit = env.run("chatty", options);
+    assert_eq!(exit.code, 0);
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+    for file in [log.clone(), rotated(1), rotated(2)] {
+        let size = fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .len();
+        assert!(size <= CAP, "{} is {size} bytes", file.display());
+    }
+    assert!(!rotated(3).exists(), "more than max_files files kept");
+    let last = skiff_runtime::logs::read_log(
+        &log,
+        &skiff_runtime::logs::ReadOptions {
+            tail: Some(1),
+            ..Default::default()
+        },
+    )
+    .expect("read log");
+    assert_eq!(last.len(), 1);
+    assert!(last[0].content.starts_with("line 5999 "), "{:?}", last[0]);
+    env.delete_and_check("chatty", false);
+}
+
+/// In a sandbox that shares one PID namespace, the pause process is PID 1 and reaps orphans: a
+/// process whose parent exited does not stay a zombie.
+#[test]
+fn shared_pid_sandbox_reaps_orphans() {
+    let Some(env) = Env::new("reaper") else {
+        return;
+    };
+    let pod_cgroup = env.cgroup("pod");
+    let sandbox = env
+        .runtime
+        .create_sandbox(
+            "pod",
+            &SandboxConfig {
+                cgroup_parent: pod_cgroup.clone(),
+                share_pid: true,
+                ..Default::default()
+            },
+        )
+        .expect("create sandbox");
+    let mut options = env.options(
+        "orphans",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/1/cmdline | tr '\\0' ' '; echo; (sleep 0.2 &); sleep 1; \
+             for f in /proc/[0-9]*/stat; do cat $f 2>/dev/null; done | grep -c ') Z' || true",
+        ],
+    );
+    options
+        .spec
+        .linux_mut()
+        .as_mut()
+        .expect("linux")
+        .set_cgroups_path(Some(PathBuf::from(format!("{pod_cgroup}/orphans"))));
+    for ns in &sandbox.namespaces {
+        spec::set_namespace_path(
+            &mut options.spec,
+            ns.typ(),
+            ns.path().as_deref().expect("namespace path"),
+        );
+    }
+    let exit = env.run("orphans", options);
+    assert_eq!(exit.code, 0, "{}", env.raw_log("orphans"));
+    let out = env.stdout("orphans");
+    assert!(
+        out.first().is_some_and(|l| l.contains("pause")),
+        "PID 1 is the pause process: {out:?}"
+    );
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("0"),
+        "zombies: {out:?}"
+    );
+    env.delete_and_check("orphans", false);
+    env.runtime.remove_sandbox("pod").expect("remove sandbox");
+    assert!(cgroup_exists_anywhere(&pod_cgroup).is_empty());
+}
+
+/// Capabilities added and dropped as a Kubernetes securityContext would: with CAP_SYS_ADMIN added
+/// (and the seccomp profile widened to match, as Docker does) `mount` works; with CAP_CHOWN
+/// dropped `chown` fails.
+#[test]
+fn capabilities_added_and_dropped() {
+    let Some(env) = Env::new("caps") else {
+        return;
+    };
+    let script = "if mount -t tmpfs none /mnt 2>/dev/null; then echo mount=allowed; else echo mount=denied; fi; \
+                  touch /f; if chown 1000 /f 2>/dev/null; then echo chown=allowed; else echo chown=denied; fi";
+    let mut options = env.options("adjusted", &["sh", "-c", script]);
+    spec::set_capabilities(&mut options.spec, &["SYS_ADMIN"], &["CHOWN"]).expect("caps");
+    let exit = env.run("adjusted", options);
+    assert_eq!(exit.code, 0, "{}", env.raw_log("adjusted"));
+    let kv = key_values(&env.stdout("adjusted"));
+    assert_eq!(kv["mount"], "allowed", "CAP_SYS_ADMIN added");
+    assert_eq!(kv["chown"], "denied", "CAP_CHOWN dropped");
+    env.delete_and_check("adjusted", false);
+
+    let exit = env.run("defaults", env.options("defaults", &["sh", "-c", script]));
+    assert_eq!(exit.code, 0, "{}", env.raw_log("defaults"));
+    let kv = key_values(&env.stdout("defaults"));
+    assert_eq!(kv["mount"], "denied");
+    assert_eq!(kv["chown"], "allowed");
+    env.delete_and_check("defaults", false);
+}
