@@ -1870,7 +1870,7 @@ fn capabilities_added_and_dropped() {
     let Some(env) = Env::new("caps") else {
         return;
     };
-    let script = "if mount -t tmpfs none /mnt 2>/dev/null; then echo mount=allowed; else echo mount=denied; fi; \
+    let script = "if mount -t tmpfs none /tmp 2>/dev/null; then echo mount=allowed; else echo mount=denied; fi; \
                   touch /f; if chown 1000 /f 2>/dev/null; then echo chown=allowed; else echo chown=denied; fi";
     let mut options = env.options("adjusted", &["sh", "-c", script]);
     spec::set_capabilities(&mut options.spec, &["SYS_ADMIN"], &["CHOWN"]).expect("caps");
