@@ -981,3 +981,152 @@ async fn plain_http_only_for_listed_registries() {
         .await
         .expect("listed as insecure");
 }
+
+/// An OCI layout tagged `multi` with `count` gzip layers of `size` incompressible bytes each
+/// (`/layer-N.bin` in layer N).
+fn multi_layer_layout(dir: &Path, count: usize, size: usize) -> PathBuf {
+    use sha2::Digest;
+    use std::io::Write as _;
+    let layout = dir.join("multi-layout");
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).expect("mkdir");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for n in 0..count {
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, format!("layer-{n}.bin"), data.as_slice())
+            .expect("append");
+        let tar = b.into_inner().expect("tar");
+        diff_ids.push(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&tar))
+        ));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).expect("gzip");
+        let (digest, len) = write_blob(&blobs, &gz.finish().expect("gzip"));
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest, "size": len,
+        }));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let (config_digest, config_len) =
+        write_blob(&blobs, &serde_json::to_vec(&config).expect("json"));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_len},
+        "layers": layers,
+    });
+    let (manifest_digest, manifest_len) =
+        write_blob(&blobs, &serde_json::to_vec(&manifest).expect("json"));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_len,
+                       "annotations": {"org.opencontainers.image.ref.name": "multi"}}],
+    });
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index");
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("oci-layout");
+    layout
+}
+
+/// Layers are fetched concurrently: the download windows (first bytes → verified) of different
+/// layers overlap, and every layer lands whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_are_fetched_concurrently() {
+    if !support::require(TOOLS) {
+        return;
+    }
+    const LAYERS: usize = 3;
+    const SIZE: usize = 6 << 20;
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = multi_layer_layout(work.path(), LAYERS, SIZE);
+    let reg = Registry::start();
+    reg.push(&layout, "multi", "multi/layers:1", Format::Oci, false);
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(store_dir.path()).expect("open");
+    let timeline = Mutex::new(Vec::<(std::time::Instant, PullProgress)>::new());
+    let record = |p: PullProgress| {
+        timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((std::time::Instant::now(), p));
+    };
+    let reference = format!("{}/multi/layers:1", reg.host());
+    let image = store
+        .pull(&reference, &options(&reg), &record)
+        .await
+        .expect("pull");
+    assert_eq!(image.layers.len(), LAYERS);
+    for (n, diff_id) in image.layers.iter().enumerate() {
+        let file = store
+            .layer_path(diff_id)
+            .expect("layer path")
+            .join(format!("layer-{n}.bin"));
+        let len = fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .len();
+        assert_eq!(len, SIZE as u64);
+    }
+    let timeline = timeline.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut windows: Vec<(std::time::Instant, std::time::Instant)> = Vec::new();
+    for layer in &image_layer_digests(&store, &image) {
+        let mine = || timeline.iter().filter(|(_, p)| &p.digest == layer);
+        let first = mine()
+            .find(|(_, p)| p.status == PullStatus::Downloading)
+            .map(|(t, _)| *t)
+            .expect("downloading events");
+        let done = mine()
+            .find(|(_, p)| p.status == PullStatus::Downloaded)
+            .map(|(t, _)| *t)
+            .expect("downloaded event");
+        windows.push((first, done));
+    }
+    let overlapping = windows
+        .iter()
+        .enumerate()
+        .any(|(i, a)| windows.iter().skip(i + 1).any(|b| a.0 < b.1 && b.0 < a.1));
+    assert!(
+        overlapping,
+        "layer downloads ran one after another: {windows:?}"
+    );
+}
+
+/// The compressed layer digests of a pulled image, from its stored manifest.
+fn image_layer_digests(store: &ImageStore, image: &Image) -> Vec<String> {
+    let bytes = fs::read(store.blob_path(&image.digest).expect("path")).expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
