@@ -1705,6 +1705,16 @@ fn delete_waits_for_the_monitor_to_record_the_exit() {
         .expect("create");
     let (pid, monitor) = (state.pid(), state.stored.monitor_pid);
     signal("-STOP", monitor);
+    // Never leave the monitor stopped, even when an assertion below fails.
+    struct ContinueOnDrop(i32);
+    impl Drop for ContinueOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _continue = ContinueOnDrop(monitor);
     poll("the process to exit", Duration::from_secs(10), || {
         (!alive(pid)).then_some(())
     });
