@@ -5,4 +5,5 @@ pub mod apply;
 pub mod fields;
 pub mod labels;
 pub mod patch;
+pub mod quantity;
 pub mod validation;

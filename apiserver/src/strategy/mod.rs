@@ -13,7 +13,7 @@ pub mod namespace;
 pub mod node;
 pub mod pod;
 pub mod podspec;
-pub mod quantity;
+pub use skiff_apimachinery::quantity;
 pub mod service;
 pub mod util;
 pub mod workload;
