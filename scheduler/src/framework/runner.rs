@@ -88,7 +88,7 @@ impl FitError {
 #[derive(Debug, Clone)]
 pub enum ScheduleError {
     /// No node fits (the pod stays Pending with this message).
-    Unschedulable(FitError),
+    Unschedulable(Box<FitError>),
     /// A plugin failed; the pod is retried with backoff.
     Internal(String),
 }
@@ -145,10 +145,10 @@ impl Framework {
         snapshot: &Snapshot,
     ) -> Result<ScheduleResult, ScheduleError> {
         if snapshot.is_empty() {
-            return Err(ScheduleError::Unschedulable(FitError {
+            return Err(ScheduleError::Unschedulable(Box::new(FitError {
                 num_all_nodes: 0,
                 diagnosis: Diagnosis::default(),
-            }));
+            })));
         }
         let mut diagnosis = Diagnosis::default();
 
@@ -223,10 +223,10 @@ impl Framework {
                 diagnosis.post_filter_message = Some(status.message());
             }
         }
-        ScheduleError::Unschedulable(FitError {
+        ScheduleError::Unschedulable(Box::new(FitError {
             num_all_nodes: snapshot.len(),
             diagnosis,
-        })
+        }))
     }
 
     /// Filters nodes starting where the last cycle stopped, until enough fit.
