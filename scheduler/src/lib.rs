@@ -4,7 +4,11 @@
 //! - [`framework`]: the extension points (QueueSort, PreFilter, Filter, PostFilter, PreScore,
 //!   Score with normalize and weights, Reserve/Unreserve), per-cycle state, the cluster
 //!   snapshot (`NodeInfo`, `PodInfo`) and the scheduling algorithm that runs the plugins.
+//! - [`cache`]: nodes and the pods on them, bound or *assumed* while their binding is in flight.
+//! - [`queue`]: the active heap, the backoff set and the unschedulable set.
 //! - [`plugins`]: one module per plugin, all registered in [`plugins::default_framework`].
 
+pub mod cache;
 pub mod framework;
 pub mod plugins;
+pub mod queue;
