@@ -148,6 +148,27 @@ impl Cache {
         expired
     }
 
+    pub fn has_node(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// After a relist: drops bound pods `keep` says no longer exist (assumed ones stay).
+    pub fn retain_pods(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self
+            .pod_nodes
+            .keys()
+            .filter(|uid| !keep(uid) && !self.assumed.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.remove_counted(&uid);
+        }
+    }
+
     /// The node a counted pod is on.
     pub fn node_of(&self, uid: &str) -> Option<&str> {
         self.pod_nodes.get(uid).map(String::as_str)

@@ -6,9 +6,15 @@
 //!   snapshot (`NodeInfo`, `PodInfo`) and the scheduling algorithm that runs the plugins.
 //! - [`cache`]: nodes and the pods on them, bound or *assumed* while their binding is in flight.
 //! - [`queue`]: the active heap, the backoff set and the unschedulable set.
+//! - [`scheduler`]: the process — watches, the scheduling loop, binding, failure events.
+//! - [`leader`]: leader election through a Lease.
 //! - [`plugins`]: one module per plugin, all registered in [`plugins::default_framework`].
 
 pub mod cache;
 pub mod framework;
+pub mod leader;
 pub mod plugins;
 pub mod queue;
+pub mod scheduler;
+
+pub use scheduler::{SchedulerConfig, SchedulerError, run};

@@ -108,6 +108,32 @@ impl SchedulingQueue {
         });
     }
 
+    /// A watch event for a pending pod. A pod waiting (unschedulable or backing off) goes back
+    /// to active only if what scheduling reads changed (spec, labels, annotations), not for its
+    /// own status updates; a known active pod is replaced; an unknown one is added. Pods in
+    /// flight are left alone (their cycle decides).
+    pub fn update(&mut self, pod: Arc<PodInfo>) {
+        let key = pod.key();
+        if self.in_flight.contains(&key) {
+            return;
+        }
+        let waiting = self
+            .unschedulable
+            .get_mut(&key)
+            .or_else(|| self.backoff.get_mut(&key));
+        if let Some(w) = waiting {
+            let (old, new) = (&w.pod.info.pod, &pod.pod);
+            let unchanged = old.spec == new.spec
+                && old.metadata.labels == new.metadata.labels
+                && old.metadata.annotations == new.metadata.annotations;
+            if unchanged {
+                w.pod.info = pod;
+                return;
+            }
+        }
+        self.add(pod);
+    }
+
     /// The pod is gone, or no longer pending (bound elsewhere).
     pub fn delete(&mut self, key: &str) {
         self.active_keys.remove(key);

@@ -26,6 +26,21 @@ enum Command {
     Server(ServerArgs),
     /// Skiff's container runtime: images and runc-compatible container verbs.
     Runtime(skiff_runtime::cli::RuntimeArgs),
+    /// Run the scheduler against an API server.
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(clap::Args)]
+struct SchedulerArgs {
+    /// The kubeconfig to reach the API server with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Schedule the pods whose spec.schedulerName is this.
+    #[arg(long, default_value = "default-scheduler")]
+    scheduler_name: String,
+    /// Hold the kube-system/kube-scheduler Lease while scheduling (set false for a lone scheduler).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +91,9 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(server(args)),
+        Command::Scheduler(args) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(scheduler(args)),
     }
 }
 
@@ -122,4 +140,28 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .context("writing the admin kubeconfig")?;
     tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
     server.serve().await.context("serving the API")
+}
+
+async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    // kube's rustls needs a process-wide crypto provider (ring, as the workspace pins it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("using {}", args.kubeconfig.display()))?;
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    let mut scheduler_config = skiff_scheduler::SchedulerConfig {
+        scheduler_name: args.scheduler_name,
+        ..Default::default()
+    };
+    if !args.leader_elect {
+        scheduler_config.leader_election = None;
+    }
+    skiff_scheduler::run(client, scheduler_config)
+        .await
+        .context("scheduler stopped")
 }

@@ -1,0 +1,161 @@
+//! Leader election through a `coordination.k8s.io/v1` Lease, as client-go's leaderelection:
+//! the holder renews it every `retry_period`; another candidate takes it over only once it has
+//! not been renewed for `lease_duration`; a holder that cannot renew within `renew_deadline`
+//! stops, so two schedulers never both bind.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use tokio::sync::oneshot;
+
+use crate::scheduler::SchedulerError;
+
+#[derive(Debug, Clone)]
+pub struct LeaderElectionConfig {
+    pub namespace: String,
+    pub name: String,
+    /// Unique per candidate.
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "skiff".into());
+        LeaderElectionConfig {
+            namespace: "kube-system".into(),
+            name: "kube-scheduler".into(),
+            identity: format!("{host}_{}", std::process::id()),
+            // client-go's defaults for kube-scheduler.
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Held leadership; `lost` resolves when it is gone.
+pub struct LeaderElection {
+    lost: oneshot::Receiver<String>,
+}
+
+impl LeaderElection {
+    /// Waits until this candidate holds the lease, then keeps renewing it in the background.
+    pub async fn acquire(
+        client: Client,
+        config: LeaderElectionConfig,
+    ) -> Result<LeaderElection, SchedulerError> {
+        let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+        loop {
+            match try_acquire_or_renew(&api, &config).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "leader election"),
+            }
+            tokio::time::sleep(config.retry_period).await;
+        }
+        tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut last_renew = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(config.retry_period).await;
+                match try_acquire_or_renew(&api, &config).await {
+                    Ok(true) => last_renew = tokio::time::Instant::now(),
+                    Ok(false) => {
+                        let _ = tx.send(format!("lease {} taken by another holder", config.name));
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewing the lease");
+                        if last_renew.elapsed() > config.renew_deadline {
+                            let _ = tx.send(format!(
+                                "could not renew lease {} within {:?}: {e}",
+                                config.name, config.renew_deadline
+                            ));
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(LeaderElection { lost: rx })
+    }
+
+    pub async fn lost(self) -> String {
+        self.lost
+            .await
+            .unwrap_or_else(|_| "the renewal task ended".into())
+    }
+}
+
+/// One attempt: true when we hold the lease afterwards.
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    config: &LeaderElectionConfig,
+) -> Result<bool, kube::Error> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let ours = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
+        holder_identity: Some(config.identity.clone()),
+        lease_duration_seconds: Some(config.lease_duration.as_secs() as i32),
+        acquire_time: acquired.or(Some(MicroTime(now))),
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(transitions),
+        ..Default::default()
+    };
+    let existing = match api.get_opt(&config.name).await? {
+        Some(lease) => lease,
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(config.name.clone()),
+                    namespace: Some(config.namespace.clone()),
+                    ..Default::default()
+                },
+                spec: Some(ours(0, None)),
+            };
+            return match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+    };
+    let spec = existing.spec.clone().unwrap_or_default();
+    let holder = spec.holder_identity.clone().unwrap_or_default();
+    let is_ours = holder == config.identity;
+    if !is_ours && !holder.is_empty() {
+        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64);
+        let renewed = spec.renew_time.as_ref().map(|t| t.0);
+        let expired =
+            renewed.is_none_or(|r| now.duration_since(r).unsigned_abs() > duration && now > r);
+        if !expired {
+            return Ok(false);
+        }
+    }
+    let transitions = spec.lease_transitions.unwrap_or(0) + if is_ours { 0 } else { 1 };
+    let acquired = if is_ours {
+        spec.acquire_time.clone()
+    } else {
+        None
+    };
+    let mut updated = existing;
+    updated.spec = Some(ours(transitions, acquired));
+    // The resourceVersion in `updated` makes this a compare-and-swap: of two candidates racing
+    // for an expired lease, one gets 409.
+    match api
+        .replace(&config.name, &PostParams::default(), &updated)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
