@@ -605,7 +605,8 @@ impl ApiServer {
         Ok(to_scale(res, &updated))
     }
 
-    /// pods/binding: set spec.nodeName once.
+    /// pods/binding: set spec.nodeName once, copy the binding's annotations, and mark the pod
+    /// PodScheduled=True (upstream's `setPodNodeAndMetadata`).
     pub(super) async fn bind(
         &self,
         res: &'static Resource,
@@ -642,6 +643,16 @@ impl ApiServer {
             }
             let mut obj = current.object.clone();
             obj["spec"]["nodeName"] = json!(target);
+            if let Some(annotations) = body["metadata"]["annotations"].as_object() {
+                let meta = &mut obj["metadata"];
+                if !meta["annotations"].is_object() {
+                    meta["annotations"] = json!({});
+                }
+                for (k, v) in annotations {
+                    meta["annotations"][k] = v.clone();
+                }
+            }
+            mark_scheduled(&mut obj);
             set_resource_version(&mut obj, 0);
             if let Some(m) = obj["metadata"].as_object_mut() {
                 m.remove("resourceVersion");
@@ -660,6 +671,32 @@ impl ApiServer {
             }
         }
         Err(ApiError::modified(subject(res, name)))
+    }
+}
+
+/// Sets the PodScheduled condition to True, replacing an earlier False (Unschedulable) one; the
+/// transition time moves only when the status changes, as upstream's `UpdatePodCondition`.
+fn mark_scheduled(pod: &mut Value) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    let status = &mut pod["status"];
+    if !status["conditions"].is_array() {
+        status["conditions"] = json!([]);
+    }
+    let Some(conditions) = status["conditions"].as_array_mut() else {
+        return;
+    };
+    let scheduled = json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": super::now_rfc3339(),
+    });
+    match conditions.iter_mut().find(|c| c["type"] == "PodScheduled") {
+        Some(existing) if existing["status"] == "True" => {}
+        Some(existing) => *existing = scheduled,
+        None => conditions.push(scheduled),
     }
 }
 
