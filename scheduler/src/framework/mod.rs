@@ -16,5 +16,5 @@ pub use runner::{Diagnosis, FitError, Framework, ScheduleError, ScheduleResult};
 pub use status::{Code, Status};
 pub use types::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, HostPort, NodeInfo, PodInfo, Resources,
-    Snapshot,
+    Snapshot, is_scalar_resource,
 };

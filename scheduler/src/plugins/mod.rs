@@ -6,13 +6,21 @@ use std::sync::Arc;
 
 use crate::framework::Framework;
 
+mod balanced_allocation;
 mod node_name;
+mod node_ports;
+mod node_resources_fit;
 mod node_unschedulable;
 mod queue_sort;
+mod taint_toleration;
 
+pub use balanced_allocation::BalancedAllocation;
 pub use node_name::NodeName;
+pub use node_ports::NodePorts;
+pub use node_resources_fit::NodeResourcesFit;
 pub use node_unschedulable::NodeUnschedulable;
 pub use queue_sort::PrioritySort;
+pub use taint_toleration::TaintToleration;
 
 /// The default profile, as upstream's: filters in upstream's order (cheap ones first), scores
 /// with upstream's weights.
@@ -20,7 +28,27 @@ pub fn default_framework() -> Framework {
     let mut f = Framework::new(Arc::new(PrioritySort));
     f.filter.push(Arc::new(NodeUnschedulable));
     f.filter.push(Arc::new(NodeName));
+    // TaintToleration: Filter right after NodeName; Score weight 3.
+    let taint_toleration = Arc::new(TaintToleration);
+    f.filter.push(taint_toleration.clone());
+    f.pre_score.push(taint_toleration.clone());
+    f.score.push((taint_toleration, 3));
     // -- registrations below are added plugin by plugin --
+    // (Upstream's filter order: NodeAffinity comes before NodePorts and NodeResourcesFit.)
+    // NodePorts: PreFilter (skips pods without host ports), Filter.
+    let node_ports = Arc::new(NodePorts);
+    f.pre_filter.push(node_ports.clone());
+    f.filter.push(node_ports);
+    // NodeResourcesFit: PreFilter, Filter, PreScore, Score (LeastAllocated) weight 1.
+    let fit = Arc::new(NodeResourcesFit::default());
+    f.pre_filter.push(fit.clone());
+    f.filter.push(fit.clone());
+    f.pre_score.push(fit.clone());
+    f.score.push((fit, 1));
+    // NodeResourcesBalancedAllocation: PreScore, Score weight 1.
+    let balanced = Arc::new(BalancedAllocation::default());
+    f.pre_score.push(balanced.clone());
+    f.score.push((balanced, 1));
     f
 }
 

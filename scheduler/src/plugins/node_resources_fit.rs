@@ -1,0 +1,480 @@
+//! NodeResourcesFit: a pod fits a node only if the node has room for one more pod and for what
+//! the pod requests (Filter); among the nodes that fit, the least allocated score highest
+//! (Score, upstream's default `LeastAllocated` strategy over cpu and memory, weight 1 each).
+//!
+//! Also home of upstream's `resourceAllocationScorer` plumbing, shared with
+//! [`BalancedAllocation`](super::BalancedAllocation).
+
+use std::sync::Arc;
+
+use crate::framework::{
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
+    PreScorePlugin, Resources, ScorePlugin, Snapshot, Status, is_scalar_resource,
+};
+
+pub const NAME: &str = "NodeResourcesFit";
+const PRE_FILTER_KEY: &str = "PreFilterNodeResourcesFit";
+const PRE_SCORE_KEY: &str = "PreScoreNodeResourcesFit";
+
+/// Upstream's reasons (scalar resources: `Insufficient <name>`).
+pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
+pub const REASON_CPU: &str = "Insufficient cpu";
+pub const REASON_MEMORY: &str = "Insufficient memory";
+pub const REASON_EPHEMERAL_STORAGE: &str = "Insufficient ephemeral-storage";
+
+/// A resource a scoring strategy looks at, with its weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub weight: i64,
+}
+
+/// Upstream's default scoring resources: cpu and memory, weight 1 each.
+pub fn default_resources() -> Vec<ResourceSpec> {
+    ["cpu", "memory"]
+        .into_iter()
+        .map(|name| ResourceSpec {
+            name: name.into(),
+            weight: 1,
+        })
+        .collect()
+}
+
+pub struct NodeResourcesFit {
+    /// The resources LeastAllocated scores, with their weights.
+    pub resources: Vec<ResourceSpec>,
+}
+
+impl Default for NodeResourcesFit {
+    fn default() -> Self {
+        NodeResourcesFit {
+            resources: default_resources(),
+        }
+    }
+}
+
+/// One resource out of a `Resources` (0 for names it does not track).
+pub(crate) fn amount(r: &Resources, name: &str) -> i64 {
+    match name {
+        "cpu" => r.milli_cpu,
+        "memory" => r.memory,
+        "ephemeral-storage" => r.ephemeral_storage,
+        "pods" => r.allowed_pods,
+        other => r.scalar.get(other).copied().unwrap_or(0),
+    }
+}
+
+/// What the pod asks for of each of `resources`: its real requests (`use_requested`) or those
+/// with upstream's non-zero defaults for cpu and memory.
+pub(crate) fn pod_request_list(
+    pod: &PodInfo,
+    resources: &[ResourceSpec],
+    use_requested: bool,
+) -> Vec<i64> {
+    let requests = if use_requested {
+        &pod.requests
+    } else {
+        &pod.non_zero_requests
+    };
+    resources
+        .iter()
+        .map(|r| amount(requests, &r.name))
+        .collect()
+}
+
+/// Upstream's `resourceAllocationScorer.score` inputs: per resource, what the node can give and
+/// what it would have handed out with the pod on it (the node's non-zero requests, or its real
+/// ones with `use_requested`). A resource the node does not have, or a scalar one the pod does
+/// not ask for, is (0, 0): scorers skip it.
+pub(crate) fn requested_and_allocatable(
+    node: &NodeInfo,
+    resources: &[ResourceSpec],
+    pod_requests: &[i64],
+    use_requested: bool,
+) -> (Vec<i64>, Vec<i64>) {
+    let node_requested = if use_requested {
+        &node.requested
+    } else {
+        &node.non_zero_requested
+    };
+    let mut requested = vec![0; resources.len()];
+    let mut allocatable = vec![0; resources.len()];
+    for (i, r) in resources.iter().enumerate() {
+        let pod_request = pod_requests[i];
+        let known = matches!(r.name.as_str(), "cpu" | "memory" | "ephemeral-storage");
+        if (pod_request == 0 && is_scalar_resource(&r.name))
+            || (!known && !is_scalar_resource(&r.name))
+        {
+            continue;
+        }
+        let alloc = amount(&node.allocatable, &r.name);
+        if alloc == 0 {
+            continue;
+        }
+        allocatable[i] = alloc;
+        requested[i] = amount(node_requested, &r.name) + pod_request;
+    }
+    (requested, allocatable)
+}
+
+/// Upstream's `leastRequestedScore`: the free share of `capacity`, 0..=100.
+fn least_requested_score(requested: i64, capacity: i64) -> i64 {
+    if capacity == 0 || requested > capacity {
+        return 0;
+    }
+    (capacity - requested) * MAX_NODE_SCORE / capacity
+}
+
+/// Upstream's `leastResourceScorer`: the weighted average of each resource's free share, over
+/// the resources the node has.
+pub fn least_allocated_score(
+    resources: &[ResourceSpec],
+    requested: &[i64],
+    allocatable: &[i64],
+) -> i64 {
+    let (mut score, mut weights) = (0, 0);
+    for (i, r) in resources.iter().enumerate() {
+        if allocatable[i] == 0 {
+            continue;
+        }
+        score += least_requested_score(requested[i], allocatable[i]) * r.weight;
+        weights += r.weight;
+    }
+    if weights == 0 { 0 } else { score / weights }
+}
+
+/// The reasons `request` does not fit on `node` (empty: it fits), in upstream's order: pod
+/// count, cpu, memory, ephemeral storage, then scalar resources.
+pub fn insufficient_resources(request: &Resources, node: &NodeInfo) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if node.pods.len() as i64 + 1 > node.allocatable.allowed_pods {
+        reasons.push(REASON_TOO_MANY_PODS.to_string());
+    }
+    if request.milli_cpu == 0
+        && request.memory == 0
+        && request.ephemeral_storage == 0
+        && request.scalar.is_empty()
+    {
+        return reasons;
+    }
+    let (alloc, used) = (&node.allocatable, &node.requested);
+    if request.milli_cpu > 0 && request.milli_cpu > alloc.milli_cpu - used.milli_cpu {
+        reasons.push(REASON_CPU.to_string());
+    }
+    if request.memory > 0 && request.memory > alloc.memory - used.memory {
+        reasons.push(REASON_MEMORY.to_string());
+    }
+    if request.ephemeral_storage > 0
+        && request.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage
+    {
+        reasons.push(REASON_EPHEMERAL_STORAGE.to_string());
+    }
+    for (name, &wanted) in &request.scalar {
+        if wanted == 0 {
+            continue;
+        }
+        if wanted > amount(alloc, name) - amount(used, name) {
+            reasons.push(format!("Insufficient {name}"));
+        }
+    }
+    reasons
+}
+
+/// What PreFilter worked out for Filter.
+struct PreFilterState(Resources);
+
+/// What PreScore worked out for Score: the pod's non-zero request of each scored resource.
+struct PreScoreState(Vec<i64>);
+
+impl Plugin for NodeResourcesFit {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl PreFilterPlugin for NodeResourcesFit {
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, _snapshot: &Snapshot) -> Status {
+        state.write(PRE_FILTER_KEY, PreFilterState(pod.requests.clone()));
+        Status::success()
+    }
+}
+
+impl FilterPlugin for NodeResourcesFit {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(PreFilterState(request)) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
+            return Status::error(format!("reading {PRE_FILTER_KEY:?} from cycle state"));
+        };
+        let reasons = insufficient_resources(request, node);
+        if reasons.is_empty() {
+            Status::success()
+        } else {
+            Status {
+                reasons,
+                ..Status::unschedulable("")
+            }
+        }
+    }
+}
+
+impl PreScorePlugin for NodeResourcesFit {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _nodes: &[Arc<NodeInfo>],
+        _snapshot: &Snapshot,
+    ) -> Status {
+        let requests = pod_request_list(pod, &self.resources, false);
+        state.write(PRE_SCORE_KEY, PreScoreState(requests));
+        Status::success()
+    }
+}
+
+impl ScorePlugin for NodeResourcesFit {
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
+        // Upstream works the requests out here when PreScore did not run.
+        let computed;
+        let pod_requests = match state.read::<PreScoreState>(PRE_SCORE_KEY) {
+            Some(PreScoreState(r)) => r,
+            None => {
+                computed = pod_request_list(pod, &self.resources, false);
+                &computed
+            }
+        };
+        let (requested, allocatable) =
+            requested_and_allocatable(node, &self.resources, pod_requests, false);
+        Ok(least_allocated_score(
+            &self.resources,
+            &requested,
+            &allocatable,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::framework::Code;
+    use crate::plugins::testing::{node, pod};
+
+    fn requesting(name: &str, requests: Value) -> PodInfo {
+        pod(
+            name,
+            json!({}),
+            json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": requests}}]}),
+        )
+    }
+
+    fn node_with(allocatable: Value, pods: &[Value]) -> NodeInfo {
+        let mut n = node("n", json!({}), json!({}), allocatable);
+        for (i, requests) in pods.iter().enumerate() {
+            n.add_pod(Arc::new(requesting(
+                &format!("existing-{i}"),
+                requests.clone(),
+            )));
+        }
+        n
+    }
+
+    fn filter(p: &PodInfo, n: &NodeInfo) -> Status {
+        let mut state = CycleState::new();
+        let snapshot = Snapshot::default();
+        assert!(
+            NodeResourcesFit::default()
+                .pre_filter(&mut state, p, &snapshot)
+                .is_success()
+        );
+        NodeResourcesFit::default().filter(&state, p, n)
+    }
+
+    #[test]
+    fn filter_reports_every_insufficient_resource() {
+        let alloc = json!({"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi", "pods": "3",
+            "example.com/gpu": "2"});
+        let cases: Vec<(&str, Value, Vec<Value>, Vec<&str>)> = vec![
+            ("fits", json!({"cpu": "1", "memory": "1Gi"}), vec![], vec![]),
+            (
+                "exactly fits",
+                json!({"cpu": "1", "memory": "3Gi"}),
+                vec![json!({"cpu": "1", "memory": "1Gi"})],
+                vec![],
+            ),
+            (
+                "cpu",
+                json!({"cpu": "1500m"}),
+                vec![json!({"cpu": "1"})],
+                vec![REASON_CPU],
+            ),
+            (
+                "memory",
+                json!({"memory": "5Gi"}),
+                vec![],
+                vec![REASON_MEMORY],
+            ),
+            (
+                "ephemeral storage",
+                json!({"ephemeral-storage": "11Gi"}),
+                vec![],
+                vec![REASON_EPHEMERAL_STORAGE],
+            ),
+            (
+                "extended",
+                json!({"example.com/gpu": "3"}),
+                vec![],
+                vec!["Insufficient example.com/gpu"],
+            ),
+            (
+                "extended the node lacks",
+                json!({"example.com/fpga": "1"}),
+                vec![],
+                vec!["Insufficient example.com/fpga"],
+            ),
+            (
+                "hugepages",
+                json!({"hugepages-2Mi": "2Mi"}),
+                vec![],
+                vec!["Insufficient hugepages-2Mi"],
+            ),
+            (
+                "all together",
+                json!({"cpu": "3", "memory": "8Gi", "ephemeral-storage": "20Gi", "example.com/gpu": "1"}),
+                vec![json!({"example.com/gpu": "2"}), json!({}), json!({})],
+                vec![
+                    REASON_TOO_MANY_PODS,
+                    REASON_CPU,
+                    REASON_MEMORY,
+                    REASON_EPHEMERAL_STORAGE,
+                    "Insufficient example.com/gpu",
+                ],
+            ),
+            (
+                "too many pods only",
+                json!({"cpu": "100m"}),
+                vec![json!({}), json!({}), json!({})],
+                vec![REASON_TOO_MANY_PODS],
+            ),
+            // A pod that requests nothing is only checked against the pod count.
+            (
+                "requests nothing",
+                json!({}),
+                vec![json!({"cpu": "2", "memory": "4Gi"})],
+                vec![],
+            ),
+            (
+                "requests nothing, node full",
+                json!({}),
+                vec![json!({}), json!({}), json!({})],
+                vec![REASON_TOO_MANY_PODS],
+            ),
+            (
+                "zero extended request",
+                json!({"example.com/fpga": "0"}),
+                vec![],
+                vec![],
+            ),
+        ];
+        for (what, requests, existing, want) in cases {
+            let n = node_with(alloc.clone(), &existing);
+            let status = filter(&requesting("p", requests), &n);
+            if want.is_empty() {
+                assert_eq!(status.code, Code::Success, "{what}: {status:?}");
+            } else {
+                assert_eq!(status.code, Code::Unschedulable, "{what}");
+                assert_eq!(status.reasons, want, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn node_without_allocatable_pods_takes_none() {
+        let n = node("n", json!({}), json!({}), json!({"cpu": "1"}));
+        let status = filter(&requesting("p", json!({})), &n);
+        assert_eq!(status.reasons, vec![REASON_TOO_MANY_PODS]);
+    }
+
+    #[test]
+    fn filter_without_pre_filter_is_an_error() {
+        let n = node_with(json!({"pods": "10"}), &[]);
+        let status =
+            NodeResourcesFit::default().filter(&CycleState::new(), &requesting("p", json!({})), &n);
+        assert_eq!(status.code, Code::Error);
+    }
+
+    #[test]
+    fn least_allocated_scores_the_free_share() {
+        let alloc = json!({"cpu": "4", "memory": "10Gi", "pods": "100"});
+        let cases: Vec<(&str, Value, Vec<Value>, i64)> = vec![
+            // cpu (4000-1000)*100/4000 = 75, memory (10-2)*100/10 = 80 → 77.
+            (
+                "pod on an empty node",
+                json!({"cpu": "1", "memory": "2Gi"}),
+                vec![],
+                77,
+            ),
+            // cpu (4000-3000)/4000 = 25, memory (10-4)/10 = 60 → 42.
+            (
+                "with others",
+                json!({"cpu": "1", "memory": "2Gi"}),
+                vec![json!({"cpu": "2", "memory": "2Gi"})],
+                42,
+            ),
+            // Non-zero defaults: 100m and 200Mi for the pod and the existing best-effort pod.
+            // cpu (4000-200)*100/4000 = 95, memory (10240-400)*100/10240 = 96 → 95.
+            ("best effort", json!({}), vec![json!({})], 95),
+            // Over capacity counts as nothing free.
+            (
+                "over capacity",
+                json!({"cpu": "5", "memory": "1Gi"}),
+                vec![],
+                45,
+            ),
+        ];
+        for (what, requests, existing, want) in cases {
+            let n = node_with(alloc.clone(), &existing);
+            let p = requesting("p", requests);
+            let fit = NodeResourcesFit::default();
+            let mut state = CycleState::new();
+            let infos = vec![Arc::new(n.clone())];
+            assert!(
+                fit.pre_score(&mut state, &p, &infos, &Snapshot::new(infos.clone()))
+                    .is_success()
+            );
+            assert_eq!(fit.score(&state, &p, &n).unwrap(), want, "{what}");
+            // Without PreScore the same score is worked out on the spot.
+            assert_eq!(
+                fit.score(&CycleState::new(), &p, &n).unwrap(),
+                want,
+                "{what} (no PreScore)"
+            );
+        }
+    }
+
+    #[test]
+    fn least_allocated_weights_and_missing_resources() {
+        let spec = |name: &str, weight| ResourceSpec {
+            name: name.into(),
+            weight,
+        };
+        // (resources, requested, allocatable, score)
+        type Case = (Vec<ResourceSpec>, Vec<i64>, Vec<i64>, i64);
+        let cases: Vec<Case> = vec![
+            (default_resources(), vec![1000, 0], vec![4000, 0], 75),
+            (default_resources(), vec![0, 0], vec![0, 0], 0),
+            (
+                vec![spec("cpu", 3), spec("memory", 1)],
+                vec![1000, 500],
+                vec![4000, 1000],
+                (75 * 3 + 50) / 4,
+            ),
+        ];
+        for (resources, requested, allocatable, want) in cases {
+            assert_eq!(
+                least_allocated_score(&resources, &requested, &allocatable),
+                want,
+                "{resources:?}"
+            );
+        }
+    }
+}
