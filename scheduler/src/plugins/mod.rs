@@ -7,18 +7,25 @@ use std::sync::Arc;
 use crate::framework::Framework;
 
 mod balanced_allocation;
+mod helpers;
+mod inter_pod_affinity;
+mod node_affinity;
 mod node_name;
 mod node_ports;
 mod node_resources_fit;
 mod node_unschedulable;
+mod pod_topology_spread;
 mod queue_sort;
 mod taint_toleration;
 
 pub use balanced_allocation::BalancedAllocation;
+pub use inter_pod_affinity::InterPodAffinity;
+pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
 pub use node_resources_fit::NodeResourcesFit;
 pub use node_unschedulable::NodeUnschedulable;
+pub use pod_topology_spread::PodTopologySpread;
 pub use queue_sort::PrioritySort;
 pub use taint_toleration::TaintToleration;
 
@@ -34,6 +41,12 @@ pub fn default_framework() -> Framework {
     f.pre_score.push(taint_toleration.clone());
     f.score.push((taint_toleration, 3));
     // -- registrations below are added plugin by plugin --
+    // NodeAffinity: PreFilter, Filter (after TaintToleration), PreScore, Score weight 2.
+    let node_affinity = Arc::new(NodeAffinity);
+    f.pre_filter.push(node_affinity.clone());
+    f.filter.push(node_affinity.clone());
+    f.pre_score.push(node_affinity.clone());
+    f.score.push((node_affinity, 2));
     // (Upstream's filter order: NodeAffinity comes before NodePorts and NodeResourcesFit.)
     // NodePorts: PreFilter (skips pods without host ports), Filter.
     let node_ports = Arc::new(NodePorts);
@@ -49,6 +62,18 @@ pub fn default_framework() -> Framework {
     let balanced = Arc::new(BalancedAllocation::default());
     f.pre_score.push(balanced.clone());
     f.score.push((balanced, 1));
+    // PodTopologySpread then InterPodAffinity, last of the filters as upstream; Score
+    // weight 2 each.
+    let spread = Arc::new(PodTopologySpread);
+    f.pre_filter.push(spread.clone());
+    f.filter.push(spread.clone());
+    f.pre_score.push(spread.clone());
+    f.score.push((spread, 2));
+    let inter_pod = Arc::new(InterPodAffinity);
+    f.pre_filter.push(inter_pod.clone());
+    f.filter.push(inter_pod.clone());
+    f.pre_score.push(inter_pod.clone());
+    f.score.push((inter_pod, 2));
     f
 }
 
