@@ -13,9 +13,23 @@ use skiff_scheduler::SchedulerConfig;
 use support::{Backend, Server};
 
 fn node(name: &str, cpu: &str, taints: serde_json::Value) -> Node {
+    labelled_node(name, cpu, taints, json!({}), false)
+}
+
+fn labelled_node(
+    name: &str,
+    cpu: &str,
+    taints: serde_json::Value,
+    labels: serde_json::Value,
+    cordoned: bool,
+) -> Node {
+    let mut all = json!({"kubernetes.io/hostname": name});
+    if let (Some(all), Some(extra)) = (all.as_object_mut(), labels.as_object()) {
+        all.extend(extra.clone());
+    }
     serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "spec": {"taints": taints},
+        "metadata": {"name": name, "labels": all},
+        "spec": {"taints": taints, "unschedulable": cordoned},
         "status": {
             "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
             "capacity": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
@@ -144,4 +158,209 @@ async fn exhausted_resources_then_a_new_node() {
         .expect("PodScheduled condition");
     assert_eq!(scheduled.status, "True", "set by the binding");
     scheduler.abort();
+}
+
+async fn unschedulable_message(pods: &Api<Pod>, name: &str) -> String {
+    wait_for("the PodScheduled=False condition", || async {
+        pods.get(name)
+            .await
+            .ok()?
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .and_then(|c| c.message)
+    })
+    .await
+}
+
+fn spec_pod(name: &str, labels: serde_json::Value, spec: serde_json::Value) -> Pod {
+    let mut spec = spec;
+    spec["containers"] = json!([{"name": "c", "image": "busybox"}]);
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec}))
+        .expect("pod")
+}
+
+/// Taints and tolerations, cordon, node selectors, anti-affinity and topology spread, through
+/// the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_rules() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Server::start(Backend::Embedded);
+    let client = server.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let zone = |z: &str| json!({"topology.kubernetes.io/zone": z});
+    let mut ssd = zone("a");
+    ssd["disk"] = json!("ssd");
+    let gpu_taint = json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
+    for n in [
+        labelled_node("n-a", "8", json!([]), ssd, false),
+        labelled_node("n-b", "8", json!([]), zone("b"), false),
+        labelled_node("n-c", "8", json!([]), zone("a"), true),
+        labelled_node("n-t", "8", gpu_taint, zone("b"), false),
+    ] {
+        nodes.create(&pp, &n).await.expect("node");
+    }
+    let scheduler = tokio::spawn(skiff_scheduler::run(
+        client.clone(),
+        SchedulerConfig {
+            leader_election: None,
+            ..Default::default()
+        },
+    ));
+    let on = |host: &str| json!({"nodeSelector": {"kubernetes.io/hostname": host}});
+
+    pods.create(
+        &pp,
+        &spec_pod("ssd", json!({}), json!({"nodeSelector": {"disk": "ssd"}})),
+    )
+    .await
+    .expect("pod");
+    let mut tolerant = on("n-t");
+    tolerant["tolerations"] =
+        json!([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]);
+    pods.create(&pp, &spec_pod("tolerant", json!({}), tolerant))
+        .await
+        .expect("pod");
+    pods.create(&pp, &spec_pod("intolerant", json!({}), on("n-t")))
+        .await
+        .expect("pod");
+    pods.create(&pp, &spec_pod("cordoned", json!({}), on("n-c")))
+        .await
+        .expect("pod");
+    let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    let spread = json!({"topologySpreadConstraints": [{"maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "spread"}}}]});
+    for i in 1..=2 {
+        pods.create(
+            &pp,
+            &spec_pod(&format!("web-{i}"), json!({"app": "web"}), anti.clone()),
+        )
+        .await
+        .expect("pod");
+    }
+
+    assert_eq!(wait_for("ssd", || node_of(&pods, "ssd")).await, "n-a");
+    assert_eq!(
+        wait_for("tolerant", || node_of(&pods, "tolerant")).await,
+        "n-t"
+    );
+    assert_eq!(
+        unschedulable_message(&pods, "intolerant").await,
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
+         1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector."
+    );
+    let cordoned = unschedulable_message(&pods, "cordoned").await;
+    assert!(
+        cordoned.contains("1 node(s) were unschedulable"),
+        "{cordoned}"
+    );
+    let web1 = wait_for("web-1", || node_of(&pods, "web-1")).await;
+    let web2 = wait_for("web-2", || node_of(&pods, "web-2")).await;
+    assert_ne!(web1, web2, "anti-affinity keeps replicas apart");
+
+    // One spread pod at a time, so each sees the previous one's placement.
+    let mut zones = Vec::new();
+    for i in 1..=2 {
+        let name = format!("spread-{i}");
+        pods.create(
+            &pp,
+            &spec_pod(&name, json!({"app": "spread"}), spread.clone()),
+        )
+        .await
+        .expect("pod");
+        let host = wait_for("spread pod", || node_of(&pods, &name)).await;
+        let node = nodes.get(&host).await.expect("node");
+        zones.push(node.metadata.labels.unwrap_or_default()["topology.kubernetes.io/zone"].clone());
+    }
+    zones.sort();
+    assert_eq!(zones, ["a", "b"], "maxSkew 1 over two zones");
+
+    // Uncordoning lets the cordoned pod in (a node change retries it).
+    nodes
+        .patch(
+            "n-c",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"unschedulable": false}})),
+        )
+        .await
+        .expect("uncordon");
+    assert_eq!(
+        wait_for("cordoned", || node_of(&pods, "cordoned")).await,
+        "n-c"
+    );
+    scheduler.abort();
+}
+
+/// Two schedulers, one Lease: only the holder binds; when it stops renewing, the other takes
+/// over after the lease expires and binds what comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lease_one_active_scheduler() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use skiff_scheduler::leader::LeaderElectionConfig;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Server::start(Backend::Embedded);
+    let client = server.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let pp = PostParams::default();
+    nodes
+        .create(&pp, &node("n1", "64", json!([])))
+        .await
+        .expect("node");
+    let config = |identity: &str| SchedulerConfig {
+        leader_election: Some(LeaderElectionConfig {
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(2),
+            renew_deadline: Duration::from_millis(1500),
+            retry_period: Duration::from_millis(200),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let holder = || async {
+        leases
+            .get_opt("kube-scheduler")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let first = tokio::spawn(skiff_scheduler::run(client.clone(), config("first")));
+    wait_for("first to hold the lease", || async {
+        (holder().await.as_deref() == Some("first")).then_some(())
+    })
+    .await;
+    let second = tokio::spawn(skiff_scheduler::run(client.clone(), config("second")));
+    for i in 0..10 {
+        pods.create(&pp, &pod(&format!("p{i}"), "100m"))
+            .await
+            .expect("pod");
+    }
+    for i in 0..10 {
+        let name = format!("p{i}");
+        wait_for("binding", || node_of(&pods, &name)).await;
+    }
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("first"),
+        "the lease never moved"
+    );
+    assert!(!second.is_finished());
+
+    // The leader goes away without releasing: the other takes over once the lease expires.
+    first.abort();
+    wait_for("second to take the lease", || async {
+        (holder().await.as_deref() == Some("second")).then_some(())
+    })
+    .await;
+    pods.create(&pp, &pod("after", "100m")).await.expect("pod");
+    assert_eq!(wait_for("after", || node_of(&pods, "after")).await, "n1");
+    second.abort();
 }

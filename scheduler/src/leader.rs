@@ -41,9 +41,17 @@ impl Default for LeaderElectionConfig {
     }
 }
 
-/// Held leadership; `lost` resolves when it is gone.
+/// Held leadership; `lost` resolves when it is gone. Dropping it stops the renewals (the lease
+/// then expires and another candidate takes over).
 pub struct LeaderElection {
     lost: oneshot::Receiver<String>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LeaderElection {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
 }
 
 impl LeaderElection {
@@ -63,7 +71,7 @@ impl LeaderElection {
         }
         tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
+        let renewal = tokio::spawn(async move {
             let mut last_renew = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(config.retry_period).await;
@@ -86,11 +94,11 @@ impl LeaderElection {
                 }
             }
         });
-        Ok(LeaderElection { lost: rx })
+        Ok(LeaderElection { lost: rx, renewal })
     }
 
-    pub async fn lost(self) -> String {
-        self.lost
+    pub async fn lost(&mut self) -> String {
+        (&mut self.lost)
             .await
             .unwrap_or_else(|_| "the renewal task ended".into())
     }

@@ -100,19 +100,33 @@ pub async fn run(client: Client, config: SchedulerConfig) -> Result<(), Schedule
     let nodes = tokio::spawn(watch_nodes(shared.clone()));
     let pods = tokio::spawn(watch_pods(shared.clone()));
     let timers = tokio::spawn(run_timers(shared.clone()));
-    let result = tokio::select! {
+    // Whether run() returns or is dropped (aborted), the background tasks stop with it.
+    let _tasks = AbortOnDrop(vec![
+        nodes.abort_handle(),
+        pods.abort_handle(),
+        timers.abort_handle(),
+    ]);
+    tokio::select! {
         r = schedule_loop(shared.clone()) => r,
         r = flatten(nodes) => r,
         r = flatten(pods) => r,
         lost = async {
             match leadership {
-                Some(l) => l.lost().await,
+                Some(mut l) => l.lost().await,
                 None => std::future::pending().await,
             }
         } => Err(SchedulerError::Leadership(lost)),
-    };
-    timers.abort();
-    result
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 async fn flatten(
@@ -143,21 +157,29 @@ fn is_ours_and_pending(pod: &Pod, scheduler_name: &str) -> bool {
         && !terminal
 }
 
+/// The next event of a watch; errors are logged and waited out, since the watcher retries by
+/// itself (relisting after 410 Gone). `None` when the stream ends.
+async fn next_event<K>(
+    stream: &mut futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+    what: &'static str,
+) -> Option<watcher::Event<K>> {
+    loop {
+        match stream.next().await? {
+            Ok(event) => return Some(event),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} watch");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 async fn watch_pods(shared: Arc<Shared>) -> Result<(), SchedulerError> {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     // Pods seen during a (re)list: what the cache holds beyond them was deleted meanwhile.
     let mut relisted: Option<HashSet<String>> = None;
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                // The watcher retries by itself (relisting after 410); keep going.
-                tracing::warn!(error = %e, "pod watch");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
+    while let Some(event) = next_event(&mut stream, "pod").await {
         match event {
             watcher::Event::Init => relisted = Some(HashSet::new()),
             watcher::Event::InitApply(pod) => {
@@ -214,15 +236,7 @@ async fn watch_nodes(shared: Arc<Shared>) -> Result<(), SchedulerError> {
     let api: Api<Node> = Api::all(shared.client.clone());
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     let mut relisted: Option<HashSet<String>> = None;
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "node watch");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
+    while let Some(event) = next_event(&mut stream, "node").await {
         let mut state = shared.state();
         match event {
             watcher::Event::Init => relisted = Some(HashSet::new()),
