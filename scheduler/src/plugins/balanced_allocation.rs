@@ -8,9 +8,7 @@
 
 use std::sync::Arc;
 
-use super::node_resources_fit::{
-    ResourceSpec, default_resources, pod_request_list, requested_and_allocatable,
-};
+use super::node_resources_fit::{ResourceAllocationScorer, ResourceSpec, default_resources};
 use crate::framework::{
     CycleState, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot,
     Status,
@@ -22,6 +20,18 @@ const PRE_SCORE_KEY: &str = "PreScoreNodeResourcesBalancedAllocation";
 pub struct BalancedAllocation {
     /// The resources whose shares are balanced (weights are not used).
     pub resources: Vec<ResourceSpec>,
+}
+
+impl BalancedAllocation {
+    /// Real requests; pods requesting none of the resources are not scored.
+    fn scorer(&self) -> ResourceAllocationScorer<'_> {
+        ResourceAllocationScorer {
+            key: PRE_SCORE_KEY,
+            resources: &self.resources,
+            use_requested: true,
+            skip_best_effort: true,
+        }
+    }
 }
 
 impl Default for BalancedAllocation {
@@ -57,9 +67,6 @@ pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
-/// The pod's request of each scored resource.
-struct PreScoreState(Vec<i64>);
-
 impl Plugin for BalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
@@ -74,32 +81,18 @@ impl PreScorePlugin for BalancedAllocation {
         _nodes: &[Arc<NodeInfo>],
         _snapshot: &Snapshot,
     ) -> Status {
-        let requests = pod_request_list(pod, &self.resources, true);
-        if requests.iter().all(|&r| r == 0) {
-            return Status::skip();
-        }
-        state.write(PRE_SCORE_KEY, PreScoreState(requests));
-        Status::success()
+        self.scorer().pre_score(state, pod)
     }
 }
 
 impl ScorePlugin for BalancedAllocation {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
-        // Upstream works the requests out here when PreScore did not run.
-        let computed;
-        let pod_requests = match state.read::<PreScoreState>(PRE_SCORE_KEY) {
-            Some(PreScoreState(r)) => r,
-            None => {
-                computed = pod_request_list(pod, &self.resources, true);
-                if computed.iter().all(|&r| r == 0) {
-                    return Ok(0);
-                }
-                &computed
-            }
-        };
-        let (requested, allocatable) =
-            requested_and_allocatable(node, &self.resources, pod_requests, true);
-        Ok(balanced_score(&requested, &allocatable))
+        Ok(self
+            .scorer()
+            .requested_and_allocatable(state, pod, node)
+            .map_or(0, |(requested, allocatable)| {
+                balanced_score(&requested, &allocatable)
+            }))
     }
 }
 
@@ -109,26 +102,7 @@ mod tests {
 
     use super::*;
     use crate::framework::Code;
-    use crate::plugins::testing::{node, pod};
-
-    fn requesting(name: &str, requests: Value) -> PodInfo {
-        pod(
-            name,
-            json!({}),
-            json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": requests}}]}),
-        )
-    }
-
-    fn node_with(allocatable: Value, pods: &[Value]) -> NodeInfo {
-        let mut n = node("n", json!({}), json!({}), allocatable);
-        for (i, requests) in pods.iter().enumerate() {
-            n.add_pod(Arc::new(requesting(
-                &format!("existing-{i}"),
-                requests.clone(),
-            )));
-        }
-        n
-    }
+    use crate::plugins::testing::{node_with, requesting};
 
     #[test]
     fn balanced_score_is_one_minus_the_std_deviation() {

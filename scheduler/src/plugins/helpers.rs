@@ -1,15 +1,18 @@
 //! What several plugins share: upstream's `DefaultNormalizeScore`, the pod's required node
 //! affinity (`nodeSelector` AND `requiredDuringScheduling…` node selector terms, as
-//! component-helpers' `GetRequiredNodeAffinity`), label selector conversion and taint
-//! toleration for PodTopologySpread's `nodeTaintsPolicy: Honor`.
+//! component-helpers' `GetRequiredNodeAffinity`), label selector conversion, taint toleration
+//! (TaintToleration, and PodTopologySpread's `nodeTaintsPolicy: Honor`) and reading a plugin's
+//! cycle state.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use skiff_apimachinery::labels::{Operator, Requirement, Selector};
 
-use crate::framework::NodeScore;
+use crate::framework::{CycleState, NodeScore, Status};
 
 /// Upstream's `helper.DefaultNormalizeScore`: scales scores to `0..=max` by the highest one
 /// (all stay 0 when the highest is 0, or become `max` when `reverse`); `reverse` flips them.
@@ -197,46 +200,80 @@ impl RequiredNodeAffinity {
     }
 }
 
-/// Upstream's `ToleratesTaint`.
-fn tolerates(t: &k8s_openapi::api::core::v1::Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
+/// Whether `toleration` tolerates `taint`, as upstream's `Toleration.ToleratesTaint`: an empty
+/// effect matches every effect, an empty key matches every key (validation allows that only
+/// with `Exists`), `Equal` (or no operator) compares values, `Exists` matches any value. Other
+/// operators (the feature-gated `Lt`/`Gt`, off by default upstream) match nothing.
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect = toleration.effect.as_deref().unwrap_or("");
+    if !effect.is_empty() && effect != taint.effect {
         return false;
     }
-    if let Some(key) = t.key.as_deref().filter(|k| !k.is_empty())
-        && key != taint.key
-    {
+    let key = toleration.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
         return false;
     }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+    match toleration.operator.as_deref().unwrap_or("") {
+        "" | "Equal" => {
+            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
+        "Exists" => true,
         _ => false,
     }
 }
 
-/// Whether the node has a NoSchedule or NoExecute taint the pod does not tolerate.
-pub fn has_untolerated_schedule_taint(node: &Node, pod: &Pod) -> bool {
-    let tolerations = pod
-        .spec
+/// The first of `taints` (in node order) that passes `applies` and no toleration tolerates.
+pub fn find_untolerated<'a>(
+    taints: impl IntoIterator<Item = &'a Taint>,
+    tolerations: &[Toleration],
+    applies: impl Fn(&Taint) -> bool,
+) -> Option<&'a Taint> {
+    taints
+        .into_iter()
+        .filter(|t| applies(t))
+        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+}
+
+/// The pod's `spec.tolerations`.
+pub fn pod_tolerations(pod: &Pod) -> &[Toleration] {
+    pod.spec
         .as_ref()
         .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or_default();
+        .unwrap_or(&[])
+}
+
+/// The node's `spec.taints`.
+pub fn node_taints(node: &Node) -> &[Taint] {
     node.spec
         .as_ref()
         .and_then(|s| s.taints.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .any(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
+        .unwrap_or(&[])
+}
+
+/// Whether the node has a NoSchedule or NoExecute taint the pod does not tolerate.
+pub fn has_untolerated_schedule_taint(node: &Node, pod: &Pod) -> bool {
+    find_untolerated(node_taints(node), pod_tolerations(pod), |t| {
+        t.effect == "NoSchedule" || t.effect == "NoExecute"
+    })
+    .is_some()
+}
+
+/// What a plugin wrote to the cycle state under `key`, or an error status naming the key.
+pub fn read_state<'a, T: std::any::Any + Send + Sync>(
+    state: &'a CycleState,
+    key: &'static str,
+) -> Result<&'a T, Status> {
+    state
+        .read::<T>(key)
+        .ok_or_else(|| Status::error(format!("reading {key:?} from cycle state")))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::framework::MAX_NODE_SCORE;
 
     fn scores(v: &[i64]) -> Vec<NodeScore> {
         v.iter()
@@ -294,6 +331,64 @@ mod tests {
                 untolerated,
                 "{tolerations}"
             );
+        }
+    }
+
+    #[test]
+    fn toleration_matching_follows_upstream() {
+        let taint: Taint = serde_json::from_value(json!(
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}))
+        .unwrap();
+        let cases = [
+            (
+                json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}),
+                true,
+            ),
+            (json!({"key": "dedicated", "value": "gpu"}), true),
+            (json!({"key": "dedicated", "value": "cpu"}), false),
+            (json!({"key": "dedicated", "operator": "Exists"}), true),
+            (json!({"key": "other", "operator": "Exists"}), false),
+            (json!({"operator": "Exists"}), true),
+            (json!({"operator": "Exists", "effect": "NoExecute"}), false),
+            (
+                json!({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}),
+                true,
+            ),
+            (
+                json!({"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}),
+                false,
+            ),
+            (
+                json!({"key": "dedicated", "operator": "Lt", "value": "gpu"}),
+                false,
+            ),
+        ];
+        for (tol, want) in cases {
+            let t: Toleration = serde_json::from_value(tol.clone()).unwrap();
+            assert_eq!(tolerates(&t, &taint), want, "{tol}");
+        }
+    }
+
+    #[test]
+    fn default_normalize_score_matches_upstream() {
+        let cases: [(&[i64], bool, &[i64]); 5] = [
+            (&[0, 0, 0], true, &[100, 100, 100]),
+            (&[0, 0, 0], false, &[0, 0, 0]),
+            (&[1, 2, 3], false, &[33, 66, 100]),
+            (&[1, 2, 3], true, &[67, 34, 0]),
+            (&[0, 5, 10], true, &[100, 50, 0]),
+        ];
+        for (raw, reverse, want) in cases {
+            let mut scores: Vec<NodeScore> = raw
+                .iter()
+                .map(|&score| NodeScore {
+                    name: String::new(),
+                    score,
+                })
+                .collect();
+            default_normalize_score(MAX_NODE_SCORE, reverse, &mut scores);
+            let got: Vec<i64> = scores.iter().map(|s| s.score).collect();
+            assert_eq!(got, want, "{raw:?} reverse={reverse}");
         }
     }
 }

@@ -468,7 +468,7 @@ mod tests {
 
     use super::*;
     use crate::framework::Code;
-    use crate::plugins::testing::{node, pod};
+    use crate::plugins::testing::{self, node, pod};
 
     const ZONE: &str = "topology.kubernetes.io/zone";
     const HOST: &str = "kubernetes.io/hostname";
@@ -512,19 +512,9 @@ mod tests {
 
     /// Runs PreFilter and Filter on every node; the codes by node name.
     fn filter_all(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<(String, Code, Vec<String>)> {
-        let snapshot = Snapshot::new(nodes.iter().cloned().map(Arc::new).collect());
-        let mut state = CycleState::new();
-        let pre = InterPodAffinity.pre_filter(&mut state, p, &snapshot);
-        nodes
-            .iter()
-            .map(|n| {
-                let status = match pre.code {
-                    Code::Skip => Status::success(),
-                    Code::Success => InterPodAffinity.filter(&state, p, n),
-                    _ => pre.clone(),
-                };
-                (n.name.clone(), status.code, status.reasons)
-            })
+        testing::filter_all(&InterPodAffinity, p, nodes)
+            .into_iter()
+            .map(|(name, status)| (name, status.code, status.reasons))
             .collect()
     }
 
@@ -669,22 +659,7 @@ mod tests {
     }
 
     fn scores(p: &PodInfo, nodes: &[NodeInfo]) -> Option<Vec<i64>> {
-        let infos: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
-        let snapshot = Snapshot::new(infos.clone());
-        let mut state = CycleState::new();
-        let status = InterPodAffinity.pre_score(&mut state, p, &infos, &snapshot);
-        if status.code == Code::Skip {
-            return None;
-        }
-        assert!(status.is_success(), "{status:?}");
-        let mut s: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name.clone(),
-                score: InterPodAffinity.score(&state, p, n).unwrap(),
-            })
-            .collect();
-        assert!(InterPodAffinity.normalize(&state, p, &mut s).is_success());
+        let s = testing::scores(&InterPodAffinity, p, nodes)?;
         Some(s.iter().map(|s| s.score).collect())
     }
 

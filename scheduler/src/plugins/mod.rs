@@ -85,7 +85,10 @@ pub(crate) mod testing {
     use k8s_openapi::api::core::v1::{Node, Pod};
     use serde_json::{Value, json};
 
-    use crate::framework::{NodeInfo, PodInfo};
+    use crate::framework::{
+        Code, CycleState, FilterPlugin, NodeInfo, NodeScore, PodInfo, PreFilterPlugin,
+        PreScorePlugin, ScorePlugin, Snapshot, Status,
+    };
 
     /// A pod from a JSON `spec` (namespace `default`, uid = name).
     pub fn pod(name: &str, labels: Value, spec: Value) -> PodInfo {
@@ -106,5 +109,85 @@ pub(crate) mod testing {
         }))
         .expect("node JSON");
         NodeInfo::new(Arc::new(node))
+    }
+
+    /// PreScore, then Score on every node: the cycle state and the raw scores, `None` when
+    /// PreScore skips (any other status than success fails the test).
+    pub fn raw_scores<P: PreScorePlugin + ScorePlugin>(
+        plugin: &P,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+    ) -> Option<(CycleState, Vec<NodeScore>)> {
+        let infos: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
+        let snapshot = Snapshot::new(infos.clone());
+        let mut state = CycleState::new();
+        let status = plugin.pre_score(&mut state, pod, &infos, &snapshot);
+        if status.code == Code::Skip {
+            return None;
+        }
+        assert!(status.is_success(), "{status:?}");
+        let scores = nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name.clone(),
+                score: plugin.score(&state, pod, n).unwrap(),
+            })
+            .collect();
+        Some((state, scores))
+    }
+
+    /// [`raw_scores`], normalized.
+    pub fn scores<P: PreScorePlugin + ScorePlugin>(
+        plugin: &P,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+    ) -> Option<Vec<NodeScore>> {
+        let (state, mut scores) = raw_scores(plugin, pod, nodes)?;
+        assert!(plugin.normalize(&state, pod, &mut scores).is_success());
+        Some(scores)
+    }
+
+    /// A pod with one container requesting `requests`.
+    pub fn requesting(name: &str, requests: Value) -> PodInfo {
+        pod(
+            name,
+            json!({}),
+            json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": requests}}]}),
+        )
+    }
+
+    /// Node `n` with `allocatable`, running a pod requesting each of `pods`.
+    pub fn node_with(allocatable: Value, pods: &[Value]) -> NodeInfo {
+        let mut n = node("n", json!({}), json!({}), allocatable);
+        for (i, requests) in pods.iter().enumerate() {
+            n.add_pod(Arc::new(requesting(
+                &format!("existing-{i}"),
+                requests.clone(),
+            )));
+        }
+        n
+    }
+
+    /// PreFilter, then Filter on every node (success everywhere when PreFilter skips, its
+    /// status everywhere when it fails): the statuses by node name.
+    pub fn filter_all<P: PreFilterPlugin + FilterPlugin>(
+        plugin: &P,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+    ) -> Vec<(String, Status)> {
+        let snapshot = Snapshot::new(nodes.iter().cloned().map(Arc::new).collect());
+        let mut state = CycleState::new();
+        let pre = plugin.pre_filter(&mut state, pod, &snapshot);
+        nodes
+            .iter()
+            .map(|n| {
+                let status = match pre.code {
+                    Code::Skip => Status::success(),
+                    Code::Success => plugin.filter(&state, pod, n),
+                    _ => pre.clone(),
+                };
+                (n.name.clone(), status)
+            })
+            .collect()
     }
 }

@@ -184,7 +184,7 @@ mod tests {
 
     use super::*;
     use crate::framework::Code;
-    use crate::plugins::testing::{node, pod};
+    use crate::plugins::testing::{self, node, pod};
 
     fn with_affinity(node_affinity: Value) -> PodInfo {
         pod(
@@ -332,18 +332,7 @@ mod tests {
             node("zone", json!({"zone": "a"}), json!({}), json!({})),
             node("none", json!({"gpu": "1"}), json!({}), json!({})),
         ];
-        let mut state = CycleState::new();
-        let infos: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
-        let snapshot = Snapshot::new(infos.clone());
-        let status = NodeAffinity.pre_score(&mut state, &p, &infos, &snapshot);
-        assert!(status.is_success());
-        let mut scores: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name.clone(),
-                score: NodeAffinity.score(&state, &p, n).unwrap(),
-            })
-            .collect();
+        let (state, mut scores) = testing::raw_scores(&NodeAffinity, &p, &nodes).expect("scored");
         let raw: Vec<i64> = scores.iter().map(|s| s.score).collect();
         assert_eq!(raw, vec![8, 2, 6, 0]);
         NodeAffinity.normalize(&state, &p, &mut scores);

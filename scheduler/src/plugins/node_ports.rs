@@ -6,6 +6,7 @@ use crate::framework::{
     CycleState, FilterPlugin, HostPort, NodeInfo, Plugin, PodInfo, PreFilterPlugin, Snapshot,
     Status,
 };
+use crate::plugins::helpers::read_state;
 
 pub struct NodePorts;
 
@@ -65,8 +66,9 @@ impl PreFilterPlugin for NodePorts {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(PreFilterState(wanted)) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
-            return Status::error(format!("reading {PRE_FILTER_KEY:?} from cycle state"));
+        let PreFilterState(wanted) = match read_state(state, PRE_FILTER_KEY) {
+            Ok(s) => s,
+            Err(status) => return status,
         };
         if fits_ports(wanted, node) {
             Status::success()

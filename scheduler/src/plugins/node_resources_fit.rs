@@ -11,6 +11,7 @@ use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
     PreScorePlugin, Resources, ScorePlugin, Snapshot, Status, is_scalar_resource,
 };
+use crate::plugins::helpers::read_state;
 
 pub const NAME: &str = "NodeResourcesFit";
 const PRE_FILTER_KEY: &str = "PreFilterNodeResourcesFit";
@@ -45,6 +46,18 @@ pub struct NodeResourcesFit {
     pub resources: Vec<ResourceSpec>,
 }
 
+impl NodeResourcesFit {
+    /// LeastAllocated scores with the non-zero defaults for cpu and memory.
+    fn scorer(&self) -> ResourceAllocationScorer<'_> {
+        ResourceAllocationScorer {
+            key: PRE_SCORE_KEY,
+            resources: &self.resources,
+            use_requested: false,
+            skip_best_effort: false,
+        }
+    }
+}
+
 impl Default for NodeResourcesFit {
     fn default() -> Self {
         NodeResourcesFit {
@@ -66,11 +79,7 @@ pub(crate) fn amount(r: &Resources, name: &str) -> i64 {
 
 /// What the pod asks for of each of `resources`: its real requests (`use_requested`) or those
 /// with upstream's non-zero defaults for cpu and memory.
-pub(crate) fn pod_request_list(
-    pod: &PodInfo,
-    resources: &[ResourceSpec],
-    use_requested: bool,
-) -> Vec<i64> {
+fn pod_request_list(pod: &PodInfo, resources: &[ResourceSpec], use_requested: bool) -> Vec<i64> {
     let requests = if use_requested {
         &pod.requests
     } else {
@@ -86,7 +95,7 @@ pub(crate) fn pod_request_list(
 /// what it would have handed out with the pod on it (the node's non-zero requests, or its real
 /// ones with `use_requested`). A resource the node does not have, or a scalar one the pod does
 /// not ask for, is (0, 0): scorers skip it.
-pub(crate) fn requested_and_allocatable(
+fn requested_and_allocatable(
     node: &NodeInfo,
     resources: &[ResourceSpec],
     pod_requests: &[i64],
@@ -115,6 +124,68 @@ pub(crate) fn requested_and_allocatable(
         requested[i] = amount(node_requested, &r.name) + pod_request;
     }
     (requested, allocatable)
+}
+
+/// What PreScore worked out for Score: the pod's request of each scored resource.
+struct PreScoreState(Vec<i64>);
+
+/// Upstream's `resourceAllocationScorer` PreScore/Score plumbing, shared by NodeResourcesFit and
+/// [`BalancedAllocation`](super::BalancedAllocation): the pod's requests worked out in PreScore
+/// (or in Score when PreScore did not run), then the node's requested and allocatable amounts
+/// with the pod on it.
+pub(crate) struct ResourceAllocationScorer<'a> {
+    /// Where PreScore leaves the pod's requests in the cycle state.
+    pub key: &'static str,
+    pub resources: &'a [ResourceSpec],
+    /// Real requests rather than those with the non-zero defaults.
+    pub use_requested: bool,
+    /// A pod requesting none of `resources` is not scored (PreScore skips, Score gives 0).
+    pub skip_best_effort: bool,
+}
+
+impl ResourceAllocationScorer<'_> {
+    /// The pod's requests, `None` for a best-effort pod when those are not scored.
+    fn pod_requests(&self, pod: &PodInfo) -> Option<Vec<i64>> {
+        let requests = pod_request_list(pod, self.resources, self.use_requested);
+        if self.skip_best_effort && requests.iter().all(|&r| r == 0) {
+            return None;
+        }
+        Some(requests)
+    }
+
+    pub fn pre_score(&self, state: &mut CycleState, pod: &PodInfo) -> Status {
+        match self.pod_requests(pod) {
+            Some(requests) => {
+                state.write(self.key, PreScoreState(requests));
+                Status::success()
+            }
+            None => Status::skip(),
+        }
+    }
+
+    /// `(requested, allocatable)` per resource, `None` when the pod is not scored.
+    pub fn requested_and_allocatable(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+    ) -> Option<(Vec<i64>, Vec<i64>)> {
+        // Upstream works the requests out here when PreScore did not run.
+        let computed;
+        let pod_requests = match state.read::<PreScoreState>(self.key) {
+            Some(PreScoreState(r)) => r,
+            None => {
+                computed = self.pod_requests(pod)?;
+                &computed
+            }
+        };
+        Some(requested_and_allocatable(
+            node,
+            self.resources,
+            pod_requests,
+            self.use_requested,
+        ))
+    }
 }
 
 /// Upstream's `leastRequestedScore`: the free share of `capacity`, 0..=100.
@@ -183,9 +254,6 @@ pub fn insufficient_resources(request: &Resources, node: &NodeInfo) -> Vec<Strin
 /// What PreFilter worked out for Filter.
 struct PreFilterState(Resources);
 
-/// What PreScore worked out for Score: the pod's non-zero request of each scored resource.
-struct PreScoreState(Vec<i64>);
-
 impl Plugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
         NAME
@@ -201,8 +269,9 @@ impl PreFilterPlugin for NodeResourcesFit {
 
 impl FilterPlugin for NodeResourcesFit {
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(PreFilterState(request)) = state.read::<PreFilterState>(PRE_FILTER_KEY) else {
-            return Status::error(format!("reading {PRE_FILTER_KEY:?} from cycle state"));
+        let PreFilterState(request) = match read_state(state, PRE_FILTER_KEY) {
+            Ok(s) => s,
+            Err(status) => return status,
         };
         let reasons = insufficient_resources(request, node);
         if reasons.is_empty() {
@@ -224,30 +293,18 @@ impl PreScorePlugin for NodeResourcesFit {
         _nodes: &[Arc<NodeInfo>],
         _snapshot: &Snapshot,
     ) -> Status {
-        let requests = pod_request_list(pod, &self.resources, false);
-        state.write(PRE_SCORE_KEY, PreScoreState(requests));
-        Status::success()
+        self.scorer().pre_score(state, pod)
     }
 }
 
 impl ScorePlugin for NodeResourcesFit {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
-        // Upstream works the requests out here when PreScore did not run.
-        let computed;
-        let pod_requests = match state.read::<PreScoreState>(PRE_SCORE_KEY) {
-            Some(PreScoreState(r)) => r,
-            None => {
-                computed = pod_request_list(pod, &self.resources, false);
-                &computed
-            }
-        };
-        let (requested, allocatable) =
-            requested_and_allocatable(node, &self.resources, pod_requests, false);
-        Ok(least_allocated_score(
-            &self.resources,
-            &requested,
-            &allocatable,
-        ))
+        Ok(self
+            .scorer()
+            .requested_and_allocatable(state, pod, node)
+            .map_or(0, |(requested, allocatable)| {
+                least_allocated_score(&self.resources, &requested, &allocatable)
+            }))
     }
 }
 
@@ -257,26 +314,7 @@ mod tests {
 
     use super::*;
     use crate::framework::Code;
-    use crate::plugins::testing::{node, pod};
-
-    fn requesting(name: &str, requests: Value) -> PodInfo {
-        pod(
-            name,
-            json!({}),
-            json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": requests}}]}),
-        )
-    }
-
-    fn node_with(allocatable: Value, pods: &[Value]) -> NodeInfo {
-        let mut n = node("n", json!({}), json!({}), allocatable);
-        for (i, requests) in pods.iter().enumerate() {
-            n.add_pod(Arc::new(requesting(
-                &format!("existing-{i}"),
-                requests.clone(),
-            )));
-        }
-        n
-    }
+    use crate::plugins::testing::{node, node_with, requesting};
 
     fn filter(p: &PodInfo, n: &NodeInfo) -> Status {
         let mut state = CycleState::new();

@@ -260,6 +260,11 @@ struct PreScoreState {
     weights: Vec<f64>,
 }
 
+/// The node's value of a topology key (empty when it lacks the label).
+fn topology_value(node: &NodeInfo, key: &str) -> String {
+    node.labels().get(key).cloned().unwrap_or_default()
+}
+
 impl PreScorePlugin for PodTopologySpread {
     fn pre_score(
         &self,
@@ -292,11 +297,7 @@ impl PreScorePlugin for PodTopologySpread {
                 if c.topology_key == LABEL_HOSTNAME {
                     continue;
                 }
-                let value = node
-                    .labels()
-                    .get(&c.topology_key)
-                    .cloned()
-                    .unwrap_or_default();
+                let value = topology_value(node, &c.topology_key);
                 counts[i].entry(value).or_insert(0);
             }
         }
@@ -321,11 +322,7 @@ impl PreScorePlugin for PodTopologySpread {
                 if !c.includes(&pod.pod, &node.node, &affinity) {
                     continue;
                 }
-                let value = node
-                    .labels()
-                    .get(&c.topology_key)
-                    .cloned()
-                    .unwrap_or_default();
+                let value = topology_value(node, &c.topology_key);
                 // Only domains of candidate nodes are counted.
                 if let Some(count) = counts[i].get_mut(&value) {
                     *count += count_matching(&node.pods, &c.matcher, &pod.namespace);
@@ -397,7 +394,7 @@ mod tests {
 
     use super::*;
     use crate::framework::Code;
-    use crate::plugins::testing::{node, pod};
+    use crate::plugins::testing::{self, node, pod};
 
     fn spread(skew: i32, key: &str, when: &str, labels: Value) -> Value {
         json!({"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": when,
@@ -462,20 +459,7 @@ mod tests {
     }
 
     fn filter_all(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<(String, Status)> {
-        let snapshot = Snapshot::new(nodes.iter().cloned().map(Arc::new).collect());
-        let mut state = CycleState::new();
-        let pre = PodTopologySpread.pre_filter(&mut state, p, &snapshot);
-        nodes
-            .iter()
-            .map(|n| {
-                let status = match pre.code {
-                    Code::Skip => Status::success(),
-                    Code::Success => PodTopologySpread.filter(&state, p, n),
-                    _ => pre.clone(),
-                };
-                (n.name.clone(), status)
-            })
-            .collect()
+        testing::filter_all(&PodTopologySpread, p, nodes)
     }
 
     #[test]
@@ -613,22 +597,7 @@ mod tests {
     }
 
     fn scores(p: &PodInfo, nodes: &[NodeInfo]) -> Option<Vec<(String, i64)>> {
-        let infos: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
-        let snapshot = Snapshot::new(infos.clone());
-        let mut state = CycleState::new();
-        let status = PodTopologySpread.pre_score(&mut state, p, &infos, &snapshot);
-        if status.code == Code::Skip {
-            return None;
-        }
-        assert!(status.is_success(), "{status:?}");
-        let mut s: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name.clone(),
-                score: PodTopologySpread.score(&state, p, n).unwrap(),
-            })
-            .collect();
-        assert!(PodTopologySpread.normalize(&state, p, &mut s).is_success());
+        let s = testing::scores(&PodTopologySpread, p, nodes)?;
         Some(s.into_iter().map(|s| (s.name, s.score)).collect())
     }
 

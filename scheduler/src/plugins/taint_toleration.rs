@@ -14,6 +14,9 @@ use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin,
     ScorePlugin, Snapshot, Status,
 };
+use crate::plugins::helpers::{
+    default_normalize_score, find_untolerated, node_taints, pod_tolerations, read_state, tolerates,
+};
 
 pub struct TaintToleration;
 
@@ -37,56 +40,6 @@ pub fn untolerated_reason(taint: &Taint) -> String {
     )
 }
 
-/// Whether `toleration` tolerates `taint`, as upstream's `Toleration.ToleratesTaint`: an empty
-/// effect matches every effect, an empty key matches every key (validation allows that only
-/// with `Exists`), `Equal` (or no operator) compares values, `Exists` matches any value. Other
-/// operators (the feature-gated `Lt`/`Gt`, off by default upstream) match nothing.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        "Exists" => true,
-        _ => false,
-    }
-}
-
-/// The first of `taints` (in node order) that passes `applies` and no toleration tolerates.
-pub fn find_untolerated<'a>(
-    taints: impl IntoIterator<Item = &'a Taint>,
-    tolerations: &[Toleration],
-    applies: impl Fn(&Taint) -> bool,
-) -> Option<&'a Taint> {
-    taints
-        .into_iter()
-        .filter(|t| applies(t))
-        .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
-}
-
-fn tolerations(pod: &PodInfo) -> &[Toleration] {
-    pod.pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or(&[])
-}
-
-fn taints(node: &NodeInfo) -> &[Taint] {
-    node.node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_deref())
-        .unwrap_or(&[])
-}
-
 /// Whether the node's `Ready` condition is `True` (a node that never reported one is not
 /// ready: upstream's kubelet registers nodes with the not-ready taint until it does).
 pub fn node_is_ready(node: &NodeInfo) -> bool {
@@ -104,7 +57,7 @@ fn implied_not_ready_taint(node: &NodeInfo) -> Option<Taint> {
     if node_is_ready(node) {
         return None;
     }
-    let already = taints(node).iter().any(|t| {
+    let already = node_taints(&node.node).iter().any(|t| {
         t.effect == NO_SCHEDULE && (t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE)
     });
     (!already).then(|| Taint {
@@ -123,8 +76,8 @@ impl Plugin for TaintToleration {
 impl FilterPlugin for TaintToleration {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let implied = implied_not_ready_taint(node);
-        let all = taints(node).iter().chain(implied.as_ref());
-        match find_untolerated(all, tolerations(pod), |t| {
+        let all = node_taints(&node.node).iter().chain(implied.as_ref());
+        match find_untolerated(all, pod_tolerations(&pod.pod), |t| {
             t.effect == NO_SCHEDULE || t.effect == NO_EXECUTE
         }) {
             Some(taint) => Status::unresolvable(untolerated_reason(taint)),
@@ -146,7 +99,7 @@ impl PreScorePlugin for TaintToleration {
         _nodes: &[Arc<NodeInfo>],
         _snapshot: &Snapshot,
     ) -> Status {
-        let tolerations = tolerations(pod)
+        let tolerations = pod_tolerations(&pod.pod)
             .iter()
             .filter(|t| {
                 let effect = t.effect.as_deref().unwrap_or("");
@@ -163,10 +116,8 @@ impl ScorePlugin for TaintToleration {
     /// How many PreferNoSchedule taints the pod does not tolerate (fewer is better; reversed in
     /// `normalize`).
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
-        let s = state
-            .read::<PreScoreState>(PRE_SCORE_KEY)
-            .ok_or_else(|| Status::error(format!("reading {PRE_SCORE_KEY:?} from cycle state")))?;
-        let count = taints(node)
+        let s: &PreScoreState = read_state(state, PRE_SCORE_KEY)?;
+        let count = node_taints(&node.node)
             .iter()
             .filter(|t| t.effect == PREFER_NO_SCHEDULE)
             .filter(|t| !s.tolerations.iter().any(|tol| tolerates(tol, t)))
@@ -180,36 +131,13 @@ impl ScorePlugin for TaintToleration {
     }
 }
 
-/// Upstream's `helper.DefaultNormalizeScore`: scales scores so the highest becomes
-/// `max_priority`; with `reverse`, the lowest raw score ends up highest. All zero: every node
-/// gets 0 (or `max_priority` when reversed).
-pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [NodeScore]) {
-    let max = scores.iter().map(|s| s.score).max().unwrap_or(0).max(0);
-    if max == 0 {
-        if reverse {
-            for s in scores.iter_mut() {
-                s.score = max_priority;
-            }
-        }
-        return;
-    }
-    for s in scores.iter_mut() {
-        let scaled = max_priority * s.score / max;
-        s.score = if reverse {
-            max_priority - scaled
-        } else {
-            scaled
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
 
     use super::*;
     use crate::framework::Code;
-    use crate::plugins::testing::{node, pod};
+    use crate::plugins::testing::{self, node, pod};
 
     fn ready(name: &str, taints: Value) -> NodeInfo {
         with_ready(name, taints, Some("True"))
@@ -236,41 +164,6 @@ mod tests {
     }
 
     const CP: &str = "node-role.kubernetes.io/control-plane";
-
-    #[test]
-    fn toleration_matching_follows_upstream() {
-        let taint: Taint = serde_json::from_value(json!(
-            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}))
-        .unwrap();
-        let cases = [
-            (
-                json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}),
-                true,
-            ),
-            (json!({"key": "dedicated", "value": "gpu"}), true),
-            (json!({"key": "dedicated", "value": "cpu"}), false),
-            (json!({"key": "dedicated", "operator": "Exists"}), true),
-            (json!({"key": "other", "operator": "Exists"}), false),
-            (json!({"operator": "Exists"}), true),
-            (json!({"operator": "Exists", "effect": "NoExecute"}), false),
-            (
-                json!({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}),
-                true,
-            ),
-            (
-                json!({"key": "dedicated", "value": "gpu", "effect": "PreferNoSchedule"}),
-                false,
-            ),
-            (
-                json!({"key": "dedicated", "operator": "Lt", "value": "gpu"}),
-                false,
-            ),
-        ];
-        for (tol, want) in cases {
-            let t: Toleration = serde_json::from_value(tol.clone()).unwrap();
-            assert_eq!(tolerates(&t, &taint), want, "{tol}");
-        }
-    }
 
     #[test]
     fn filter_rejects_untolerated_no_schedule_and_no_execute() {
@@ -464,51 +357,9 @@ mod tests {
             ),
         ];
         for (what, p, want) in cases {
-            let mut state = CycleState::new();
-            let infos: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
-            let snapshot = Snapshot::new(infos.clone());
-            assert!(
-                TaintToleration
-                    .pre_score(&mut state, &p, &infos, &snapshot)
-                    .is_success()
-            );
-            let mut scores: Vec<NodeScore> = infos
-                .iter()
-                .map(|n| NodeScore {
-                    name: n.name.clone(),
-                    score: TaintToleration.score(&state, &p, n).unwrap(),
-                })
-                .collect();
-            assert!(
-                TaintToleration
-                    .normalize(&state, &p, &mut scores)
-                    .is_success()
-            );
+            let scores = testing::scores(&TaintToleration, &p, &nodes).expect("scored");
             let got: Vec<i64> = scores.iter().map(|s| s.score).collect();
             assert_eq!(got, want, "{what}");
-        }
-    }
-
-    #[test]
-    fn default_normalize_score_matches_upstream() {
-        let cases: [(&[i64], bool, &[i64]); 5] = [
-            (&[0, 0, 0], true, &[100, 100, 100]),
-            (&[0, 0, 0], false, &[0, 0, 0]),
-            (&[1, 2, 3], false, &[33, 66, 100]),
-            (&[1, 2, 3], true, &[67, 34, 0]),
-            (&[0, 5, 10], true, &[100, 50, 0]),
-        ];
-        for (raw, reverse, want) in cases {
-            let mut scores: Vec<NodeScore> = raw
-                .iter()
-                .map(|&score| NodeScore {
-                    name: String::new(),
-                    score,
-                })
-                .collect();
-            default_normalize_score(MAX_NODE_SCORE, reverse, &mut scores);
-            let got: Vec<i64> = scores.iter().map(|s| s.score).collect();
-            assert_eq!(got, want, "{raw:?} reverse={reverse}");
         }
     }
 }
