@@ -76,7 +76,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_resources_then_a_new_node() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = Server::start(Backend::Embedded);
+    // The test runs its own scheduler(s).
+    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
     let client = server.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -186,7 +187,8 @@ fn spec_pod(name: &str, labels: serde_json::Value, spec: serde_json::Value) -> P
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_rules() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = Server::start(Backend::Embedded);
+    // The test runs its own scheduler(s).
+    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
     let client = server.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -304,7 +306,8 @@ async fn one_lease_one_active_scheduler() {
     use skiff_scheduler::leader::LeaderElectionConfig;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = Server::start(Backend::Embedded);
+    // The test runs its own scheduler(s).
+    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
     let client = server.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -363,4 +366,24 @@ async fn one_lease_one_active_scheduler() {
     pods.create(&pp, &pod("after", "100m")).await.expect("pod");
     assert_eq!(wait_for("after", || node_of(&pods, "after")).await, "n1");
     second.abort();
+}
+
+/// `skiff server` runs the scheduler by default: a pod is bound with no other process running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skiff_server_schedules_by_default() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Server::start(Backend::Embedded);
+    let client = server.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    nodes
+        .create(&pp, &node("only", "2", json!([])))
+        .await
+        .expect("node");
+    pods.create(&pp, &pod("p", "100m")).await.expect("pod");
+    assert_eq!(
+        wait_for("p to be bound", || node_of(&pods, "p")).await,
+        "only"
+    );
 }

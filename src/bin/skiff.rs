@@ -69,6 +69,9 @@ struct ServerArgs {
     /// Events the watch cache keeps in memory.
     #[arg(long, default_value_t = 10_000)]
     watch_cache_size: usize,
+    /// Run the scheduler in this process (as `skiff scheduler`, through the API).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scheduler: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -139,21 +142,43 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     write_kubeconfig(&kubeconfig, &format!("http://{}", args.listen))
         .context("writing the admin kubeconfig")?;
     tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
+    if args.scheduler {
+        tokio::spawn(in_process_scheduler(kubeconfig));
+    }
     server.serve().await.context("serving the API")
 }
 
-async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+/// The scheduler as a client of this process's API, restarted if it stops (leadership lost,
+/// say), as a supervisor would restart `skiff scheduler`.
+async fn in_process_scheduler(kubeconfig: PathBuf) {
+    loop {
+        match kube_client(&kubeconfig).await {
+            Ok(client) => {
+                let config = skiff_scheduler::SchedulerConfig::default();
+                if let Err(e) = skiff_scheduler::run(client, config).await {
+                    tracing::warn!(error = %format!("{e:#}"), "scheduler stopped; restarting");
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "scheduler cannot reach the API"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     // kube's rustls needs a process-wide crypto provider (ring, as the workspace pins it).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .with_context(|| format!("using {}", args.kubeconfig.display()))?;
-    let client = kube::Client::try_from(config).context("building the API client")?;
+    let parsed = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("using {}", kubeconfig.display()))?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let client = kube_client(&args.kubeconfig).await?;
     let mut scheduler_config = skiff_scheduler::SchedulerConfig {
         scheduler_name: args.scheduler_name,
         ..Default::default()
