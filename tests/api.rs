@@ -715,6 +715,16 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     let p = pods.get("p").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_some());
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    // ... through status updates from its node during the grace period ...
+    pods.patch_status(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+    let p = pods.get("p").await.expect("still there during its grace period");
+    assert!(p.metadata.deletion_timestamp.is_some());
     // ... until the node agent confirms with a zero grace period.
     pods.delete("p", &DeleteParams::default().grace_period(0))
         .await

@@ -401,8 +401,17 @@ impl ApiServer {
                 ),
             };
         }
-        // An object being deleted goes once its last finalizer is removed.
-        if old["metadata"].get("deletionTimestamp").is_some() && finalizers_empty(&obj) {
+        // An object being deleted goes once an update removes its last finalizer (upstream's
+        // ShouldDeleteDuringUpdate): not on any update of a terminating object — a pod in its
+        // grace period keeps getting status updates from its node until the node deletes it.
+        let grace_over = old["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_none_or(|g| g == 0);
+        if old["metadata"].get("deletionTimestamp").is_some()
+            && grace_over
+            && !finalizers_empty(old)
+            && finalizers_empty(&obj)
+        {
             if ctx.dry_run {
                 return Ok(obj);
             }
