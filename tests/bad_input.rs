@@ -51,7 +51,12 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     let server = Server::start(Backend::Embedded);
     let http = Http {
         base: server.url.clone(),
-        client: reqwest::Client::new(),
+        // A new connection per request: the server answers an oversize body with 413 without
+        // reading it and closes that connection, which a pooled client might reuse (EPIPE).
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client"),
     };
     let cms = "/api/v1/namespaces/default/configmaps";
     let good = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "1"}});
