@@ -21,7 +21,8 @@ struct Assumed {
 #[derive(Default)]
 pub struct Cache {
     nodes: Vec<Arc<NodeInfo>>,
-    index: HashMap<String, usize>,
+    /// Shared with snapshots (copied on write while one is alive).
+    index: Arc<HashMap<String, usize>>,
     /// Where each pod the cache counts is: uid → node.
     pod_nodes: HashMap<String, String>,
     assumed: HashMap<String, Assumed>,
@@ -56,19 +57,19 @@ impl Cache {
                 for pod in self.orphans.remove(&name).unwrap_or_default() {
                     info.add_pod(pod);
                 }
-                self.index.insert(name, self.nodes.len());
+                Arc::make_mut(&mut self.index).insert(name, self.nodes.len());
                 self.nodes.push(Arc::new(info));
             }
         }
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        let Some(i) = self.index.remove(name) else {
+        let Some(i) = Arc::make_mut(&mut self.index).remove(name) else {
             return;
         };
         let removed = self.nodes.swap_remove(i);
         if let Some(moved) = self.nodes.get(i) {
-            self.index.insert(moved.name.clone(), i);
+            Arc::make_mut(&mut self.index).insert(moved.name.clone(), i);
         }
         // Its pods wait as orphans: the node may come back (a re-registered agent).
         let pods: Vec<Arc<PodInfo>> = removed.pods.clone();
@@ -176,7 +177,7 @@ impl Cache {
 
     /// What a cycle sees: shares every `NodeInfo` (a later change copies just that node).
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::new(self.nodes.clone())
+        Snapshot::with_index(self.nodes.clone(), self.index.clone())
     }
 
     fn count_on(&mut self, node: &str, pod: Arc<PodInfo>) {

@@ -307,7 +307,11 @@ async fn schedule_loop(shared: Arc<Shared>) -> Result<(), SchedulerError> {
             continue;
         };
         let mut cycle = CycleState::new();
-        match shared.framework.schedule(&mut cycle, &pod.info, &snapshot) {
+        let outcome = shared.framework.schedule(&mut cycle, &pod.info, &snapshot);
+        // Released before the cache changes, so the cache mutates its nodes in place instead
+        // of copying the ones this snapshot still shares.
+        drop(snapshot);
+        match outcome {
             Ok(result) => {
                 shared.state().cache.assume(pod.info.clone(), &result.node);
                 let permit = shared.binds.clone().acquire_owned().await;
