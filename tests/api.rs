@@ -723,7 +723,10 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     )
     .await
     .unwrap();
-    let p = pods.get("p").await.expect("still there during its grace period");
+    let p = pods
+        .get("p")
+        .await
+        .expect("still there during its grace period");
     assert!(p.metadata.deletion_timestamp.is_some());
     // ... until the node agent confirms with a zero grace period.
     pods.delete("p", &DeleteParams::default().grace_period(0))
