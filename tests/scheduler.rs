@@ -298,6 +298,161 @@ async fn placement_rules() {
     scheduler.abort();
 }
 
+/// A node with the given Ready status (and taints), 8 CPUs.
+fn node_with_condition(name: &str, ready: &str, taints: serde_json::Value) -> Node {
+    let mut n = node(name, "8", taints);
+    let status = n.status.as_mut().expect("status");
+    status.conditions = Some(
+        serde_json::from_value(json!([{"type": "Ready", "status": ready}])).expect("conditions"),
+    );
+    n
+}
+
+/// Not-ready and unreachable nodes and the control-plane taint are passed over (a pod that
+/// tolerates not-ready may still go there); preferred node affinity, pod affinity and pod
+/// anti-affinity win over LeastAllocated's pull towards the emptier node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_health_and_preferences() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
+    let client = server.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    // As the node lifecycle controller taints a node whose lease expired. (Every pod
+    // tolerates the NoExecute one for 300 s: the API server's DefaultTolerationSeconds.)
+    let unreachable = json!([
+        {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+    ]);
+    let control_plane =
+        json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
+    for n in [
+        node_with_condition("a", "True", json!([])),
+        node_with_condition("b", "True", json!([])),
+        // Ready=False before any controller tainted it: the scheduler implies the taint.
+        node_with_condition("sick", "False", json!([])),
+        node_with_condition("gone", "Unknown", unreachable),
+        node_with_condition("cp", "True", control_plane),
+    ] {
+        nodes.create(&pp, &n).await.expect("node");
+    }
+    let scheduler = tokio::spawn(skiff_scheduler::run(
+        client.clone(),
+        SchedulerConfig {
+            leader_election: None,
+            ..Default::default()
+        },
+    ));
+
+    // Ten plain pods: only the two healthy, untainted nodes take them.
+    for i in 0..10 {
+        pods.create(&pp, &pod(&format!("plain-{i}"), "100m"))
+            .await
+            .expect("pod");
+    }
+    for i in 0..10 {
+        let name = format!("plain-{i}");
+        let host = wait_for("a plain pod", || node_of(&pods, &name)).await;
+        assert!(host == "a" || host == "b", "plain-{i} went to {host}");
+    }
+    pods.create(&pp, &pod("huge", "9")).await.expect("pod");
+    assert_eq!(
+        unschedulable_message(&pods, "huge").await,
+        "0/5 nodes are available: \
+         1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, \
+         1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, \
+         1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, \
+         2 Insufficient cpu."
+    );
+    // Tolerating not-ready opens the sick node.
+    let mut tolerant = json!({"nodeSelector": {"kubernetes.io/hostname": "sick"},
+        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+            "effect": "NoSchedule"}]});
+    pods.create(&pp, &spec_pod("tolerant", json!({}), tolerant.clone()))
+        .await
+        .expect("pod");
+    assert_eq!(
+        wait_for("tolerant", || node_of(&pods, "tolerant")).await,
+        "sick"
+    );
+    tolerant["nodeSelector"] = json!({"kubernetes.io/hostname": "gone"});
+    pods.create(&pp, &spec_pod("not-tolerant-enough", json!({}), tolerant))
+        .await
+        .expect("pod");
+    assert!(
+        unschedulable_message(&pods, "not-tolerant-enough")
+            .await
+            .contains("1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }"),
+    );
+
+    // Preferences. Load b first, so that LeastAllocated alone would pick a.
+    let busy = |name: &str| {
+        let mut p = spec_pod(
+            name,
+            json!({"app": "cache"}),
+            json!({"nodeSelector": {"kubernetes.io/hostname": "b"}}),
+        );
+        p.spec.as_mut().expect("spec").containers[0].resources = Some(
+            serde_json::from_value(json!({"requests": {"cpu": "3", "memory": "2Gi"}}))
+                .expect("resources"),
+        );
+        p
+    };
+    pods.create(&pp, &busy("cache")).await.expect("pod");
+    assert_eq!(wait_for("cache", || node_of(&pods, "cache")).await, "b");
+    pods.create(
+        &pp,
+        &spec_pod(
+            "light",
+            json!({"app": "light"}),
+            json!({"nodeSelector": {"kubernetes.io/hostname": "a"}}),
+        ),
+    )
+    .await
+    .expect("pod");
+    assert_eq!(wait_for("light", || node_of(&pods, "light")).await, "a");
+
+    let hostname_term = |app: &str| {
+        json!({"weight": 100, "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {"app": app}},
+            "topologyKey": "kubernetes.io/hostname"}})
+    };
+    let cases = [
+        (
+            "prefers-b",
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": {"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["b"]}]}}]}}}),
+        ),
+        (
+            "near-cache",
+            json!({"affinity": {"podAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [hostname_term("cache")]}}}),
+        ),
+        (
+            "away-from-light",
+            json!({"affinity": {"podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [hostname_term("light")]}}}),
+        ),
+    ];
+    for (name, spec) in cases {
+        // Three of each, one at a time: each sees the previous placements.
+        for i in 0..3 {
+            let name = format!("{name}-{i}");
+            pods.create(&pp, &spec_pod(&name, json!({}), spec.clone()))
+                .await
+                .expect("pod");
+            assert_eq!(
+                wait_for(&name, || node_of(&pods, &name)).await,
+                "b",
+                "{name}: the preference beats the emptier node a"
+            );
+        }
+    }
+    scheduler.abort();
+}
+
 /// Two schedulers, one Lease: only the holder binds; when it stops renewing, the other takes
 /// over after the lease expires and binds what comes next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::cache::Cache;
-use crate::framework::{CycleState, Framework, PodInfo, ScheduleError};
+use crate::framework::{CycleState, Framework, PodInfo, ScheduleError, Snapshot};
 use crate::leader::{LeaderElection, LeaderElectionConfig};
 use crate::plugins::default_framework;
 use crate::queue::{ClusterEvent, SchedulingQueue};
@@ -297,20 +297,23 @@ async fn run_timers(shared: Arc<Shared>) {
 }
 
 async fn schedule_loop(shared: Arc<Shared>) -> Result<(), SchedulerError> {
+    // Kept between cycles and brought up to date with only the nodes that changed.
+    let mut snapshot = Snapshot::default();
     loop {
         let next = {
             let mut state = shared.state();
-            state.queue.pop().map(|pod| (pod, state.cache.snapshot()))
+            let pod = state.queue.pop();
+            if pod.is_some() {
+                state.cache.update_snapshot(&mut snapshot);
+            }
+            pod
         };
-        let Some((pod, snapshot)) = next else {
+        let Some(pod) = next else {
             shared.wake.notified().await;
             continue;
         };
         let mut cycle = CycleState::new();
         let outcome = shared.framework.schedule(&mut cycle, &pod.info, &snapshot);
-        // Released before the cache changes, so the cache mutates its nodes in place instead
-        // of copying the ones this snapshot still shares.
-        drop(snapshot);
         match outcome {
             Ok(result) => {
                 shared.state().cache.assume(pod.info.clone(), &result.node);

@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use skiff_apiserver::server::{ApiServer, ServerConfig, write_kubeconfig};
 use skiff_storage::Storage;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "skiff",

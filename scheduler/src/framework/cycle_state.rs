@@ -1,12 +1,12 @@
 //! Per-cycle state: what a plugin computes in PreFilter or PreScore for its Filter or Score.
 
 use std::any::Any;
-use std::collections::HashMap;
 
-/// Keyed by plugin-chosen names; each plugin reads back only its own types.
+/// Keyed by plugin-chosen names; each plugin reads back only its own types. A handful of
+/// entries, read once per node and plugin: a linear scan beats hashing the key every time.
 #[derive(Default)]
 pub struct CycleState {
-    entries: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    entries: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
     /// Plugins whose PreFilter returned Skip: their Filter is not run this cycle.
     pub(crate) skip_filter: Vec<&'static str>,
     /// Plugins whose PreScore returned Skip: their Score is not run this cycle.
@@ -19,14 +19,46 @@ impl CycleState {
     }
 
     pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.entries.insert(key, Box::new(value));
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = Box::new(value),
+            None => self.entries.push((key, Box::new(value))),
+        }
     }
 
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.entries.get(key).and_then(|v| v.downcast_ref())
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.downcast_ref())
     }
 
     pub fn read_mut<T: Any + Send + Sync>(&mut self, key: &'static str) -> Option<&mut T> {
-        self.entries.get_mut(key).and_then(|v| v.downcast_mut())
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.downcast_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_typed_and_overwritten() {
+        let mut state = CycleState::new();
+        state.write("a", 1u32);
+        state.write("b", String::from("x"));
+        assert_eq!(state.read::<u32>("a"), Some(&1));
+        assert_eq!(
+            state.read::<String>("a"),
+            None,
+            "another type under the key"
+        );
+        state.write("a", 2u32);
+        *state.read_mut::<String>("b").expect("b") += "y";
+        assert_eq!(state.read::<u32>("a"), Some(&2));
+        assert_eq!(state.read::<String>("b").map(String::as_str), Some("xy"));
+        assert_eq!(state.read::<u32>("c"), None);
     }
 }

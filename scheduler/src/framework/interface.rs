@@ -56,10 +56,12 @@ pub trait PreScorePlugin: Plugin {
     ) -> Status;
 }
 
-/// One node's score from one plugin.
+/// One node's score from one plugin. The node is named by its position in the list of
+/// feasible nodes the cycle scores (the `nodes` PreScore saw), which saves a `String` per node
+/// and plugin in every cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeScore {
-    pub name: String,
+    pub index: usize,
     pub score: i64,
 }
 

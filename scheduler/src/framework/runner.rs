@@ -188,7 +188,7 @@ impl Framework {
             feasible[0].name.clone()
         } else {
             let scores = self.prioritize(state, pod, &feasible, snapshot)?;
-            select_host(&scores)
+            feasible[select_host(&scores)].name.clone()
         };
         for plugin in &self.reserve {
             let status = plugin.reserve(state, pod, &node);
@@ -309,19 +309,15 @@ impl Framework {
                 }
             }
         }
-        let mut totals: Vec<NodeScore> = nodes
-            .iter()
-            .map(|n| NodeScore {
-                name: n.name.clone(),
-                score: 0,
-            })
+        let mut totals: Vec<NodeScore> = (0..nodes.len())
+            .map(|index| NodeScore { index, score: 0 })
             .collect();
         for (plugin, weight) in &self.score {
             if state.skip_score.contains(&plugin.name()) {
                 continue;
             }
             let mut scores = Vec::with_capacity(nodes.len());
-            for node in nodes {
+            for (index, node) in nodes.iter().enumerate() {
                 let score = plugin.score(state, pod, node).map_err(|s| {
                     ScheduleError::Internal(format!(
                         "running Score plugin {} on node {}: {}",
@@ -330,10 +326,7 @@ impl Framework {
                         s.message()
                     ))
                 })?;
-                scores.push(NodeScore {
-                    name: node.name.clone(),
-                    score,
-                });
+                scores.push(NodeScore { index, score });
             }
             let status = plugin.normalize(state, pod, &mut scores);
             if !status.is_success() {
@@ -348,7 +341,7 @@ impl Framework {
                     return Err(ScheduleError::Internal(format!(
                         "plugin {} scored node {} {} (outside 0..={MAX_NODE_SCORE})",
                         plugin.name(),
-                        s.name,
+                        nodes[s.index].name,
                         s.score
                     )));
                 }
@@ -359,8 +352,9 @@ impl Framework {
     }
 }
 
-/// The highest score; among equals, one at random (reservoir sampling, as upstream).
-fn select_host(scores: &[NodeScore]) -> String {
+/// The position of the highest score; among equals, one at random (reservoir sampling, as
+/// upstream).
+fn select_host(scores: &[NodeScore]) -> usize {
     let mut rng = rand::rng();
     let mut best = &scores[0];
     let mut ties = 1u32;
@@ -375,7 +369,7 @@ fn select_host(scores: &[NodeScore]) -> String {
             }
         }
     }
-    best.name.clone()
+    best.index
 }
 
 #[cfg(test)]
@@ -419,18 +413,18 @@ mod tests {
     fn select_host_takes_the_best() {
         let scores = vec![
             NodeScore {
-                name: "a".into(),
+                index: 0,
                 score: 10,
             },
             NodeScore {
-                name: "b".into(),
+                index: 1,
                 score: 30,
             },
             NodeScore {
-                name: "c".into(),
+                index: 2,
                 score: 20,
             },
         ];
-        assert_eq!(select_host(&scores), "b");
+        assert_eq!(select_host(&scores), 1);
     }
 }

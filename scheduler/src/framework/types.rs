@@ -240,6 +240,10 @@ pub struct NodeInfo {
     /// Pods on this node with pod (anti-)affinity terms, for InterPodAffinity.
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
     pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
+    /// The node's `Ready` condition is `True` (worked out once: filters ask on every cycle).
+    pub ready: bool,
+    /// Cordoned (`spec.unschedulable`).
+    pub unschedulable: bool,
 }
 
 impl NodeInfo {
@@ -249,8 +253,21 @@ impl NodeInfo {
                 .as_ref()
                 .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
         );
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        let unschedulable = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
         NodeInfo {
             name: node.metadata.name.clone().unwrap_or_default(),
+            ready,
+            unschedulable,
             node,
             pods: Vec::new(),
             allocatable,
@@ -315,6 +332,14 @@ pub struct Snapshot {
     /// Shared with the cache, which changes it only when nodes come or go: building it per
     /// cycle (a String per node) was most of a cycle's cost at 5,000 nodes.
     index: Arc<HashMap<String, usize>>,
+    /// Nodes holding a pod with pod (anti-)affinity terms, and those holding one with required
+    /// anti-affinity (upstream's `HavePodsWithAffinityList` and
+    /// `HavePodsWithRequiredAntiAffinityList`): InterPodAffinity looks only at these when the
+    /// incoming pod has no terms of its own, instead of walking every node.
+    pub have_pods_with_affinity: Vec<Arc<NodeInfo>>,
+    pub have_pods_with_required_anti_affinity: Vec<Arc<NodeInfo>>,
+    /// The cache generation this snapshot reflects (see `Cache::update_snapshot`).
+    pub(crate) generation: u64,
 }
 
 impl Snapshot {
@@ -324,17 +349,65 @@ impl Snapshot {
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        Snapshot {
-            nodes,
-            index: Arc::new(index),
-        }
+        Snapshot::with_index(nodes, Arc::new(index))
     }
 
     /// A snapshot over `nodes` with a name index the caller keeps (`index[name]` is the
-    /// position in `nodes`).
+    /// position in `nodes`); the affinity lists are found by walking the nodes.
     pub fn with_index(nodes: Vec<Arc<NodeInfo>>, index: Arc<HashMap<String, usize>>) -> Snapshot {
+        let with_affinity = nodes
+            .iter()
+            .filter(|n| !n.pods_with_affinity.is_empty())
+            .map(|n| n.name.clone())
+            .collect::<Vec<_>>();
+        let with_anti = nodes
+            .iter()
+            .filter(|n| !n.pods_with_required_anti_affinity.is_empty())
+            .map(|n| n.name.clone())
+            .collect::<Vec<_>>();
+        Snapshot::with_affinity_lists(nodes, index, &with_affinity, &with_anti)
+    }
+
+    /// As `with_index`, with the names of the nodes holding pods with affinity terms and with
+    /// required anti-affinity terms kept by the caller (names not in `index` are ignored).
+    pub fn with_affinity_lists<'a>(
+        nodes: Vec<Arc<NodeInfo>>,
+        index: Arc<HashMap<String, usize>>,
+        with_affinity: impl IntoIterator<Item = &'a String>,
+        with_required_anti_affinity: impl IntoIterator<Item = &'a String>,
+    ) -> Snapshot {
         debug_assert_eq!(nodes.len(), index.len());
-        Snapshot { nodes, index }
+        let mut snapshot = Snapshot {
+            nodes,
+            index,
+            have_pods_with_affinity: Vec::new(),
+            have_pods_with_required_anti_affinity: Vec::new(),
+            generation: 0,
+        };
+        snapshot.set_affinity_lists(with_affinity, with_required_anti_affinity);
+        snapshot
+    }
+
+    /// Sets the affinity lists from node names (names not in the snapshot are ignored).
+    pub(crate) fn set_affinity_lists<'a>(
+        &mut self,
+        with_affinity: impl IntoIterator<Item = &'a String>,
+        with_required_anti_affinity: impl IntoIterator<Item = &'a String>,
+    ) {
+        let pick = |names: &mut dyn Iterator<Item = &'a String>| -> Vec<Arc<NodeInfo>> {
+            names
+                .filter_map(|n| self.index.get(n).map(|&i| self.nodes[i].clone()))
+                .collect()
+        };
+        let with_affinity = pick(&mut with_affinity.into_iter());
+        let with_anti = pick(&mut with_required_anti_affinity.into_iter());
+        self.have_pods_with_affinity = with_affinity;
+        self.have_pods_with_required_anti_affinity = with_anti;
+    }
+
+    /// Whether this snapshot's name index is `index` (the same allocation).
+    pub(crate) fn shares_index(&self, index: &Arc<HashMap<String, usize>>) -> bool {
+        Arc::ptr_eq(&self.index, index)
     }
 
     /// Builds a snapshot from nodes and the pods bound to them (tests, benchmarks).

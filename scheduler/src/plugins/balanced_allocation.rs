@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::node_resources_fit::{ResourceAllocationScorer, ResourceSpec, default_resources};
 use crate::framework::{
     CycleState, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot,
@@ -45,7 +47,7 @@ impl Default for BalancedAllocation {
 /// Upstream's `balancedResourceScorer`: each resource's used fraction (capped at 1), their
 /// standard deviation (for two resources simply half the difference), `(1 - std) * 100`.
 pub fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
-    let fractions: Vec<f64> = requested
+    let fractions: SmallVec<[f64; 4]> = requested
         .iter()
         .zip(allocatable)
         .filter(|(_, a)| **a != 0)

@@ -278,10 +278,7 @@ mod tests {
     fn scores(v: &[i64]) -> Vec<NodeScore> {
         v.iter()
             .enumerate()
-            .map(|(i, &score)| NodeScore {
-                name: format!("n{i}"),
-                score,
-            })
+            .map(|(index, &score)| NodeScore { index, score })
             .collect()
     }
 
@@ -381,10 +378,8 @@ mod tests {
         for (raw, reverse, want) in cases {
             let mut scores: Vec<NodeScore> = raw
                 .iter()
-                .map(|&score| NodeScore {
-                    name: String::new(),
-                    score,
-                })
+                .enumerate()
+                .map(|(index, &score)| NodeScore { index, score })
                 .collect();
             default_normalize_score(MAX_NODE_SCORE, reverse, &mut scores);
             let got: Vec<i64> = scores.iter().map(|s| s.score).collect();

@@ -246,7 +246,14 @@ impl PreFilterPlugin for InterPodAffinity {
         let mut anti_affinity = TopologyCounts::new();
         let has_required =
             !terms.required_affinity.is_empty() || !terms.required_anti_affinity.is_empty();
-        for node in &snapshot.nodes {
+        // Without required terms of its own, only nodes holding pods with required
+        // anti-affinity can reject the pod (upstream's HavePodsWithRequiredAntiAffinityList).
+        let nodes = if has_required {
+            &snapshot.nodes
+        } else {
+            &snapshot.have_pods_with_required_anti_affinity
+        };
+        for node in nodes {
             for existing in &node.pods_with_required_anti_affinity {
                 for t in PodTerms::parse_lenient(&existing.pod).required_anti_affinity {
                     if t.matches(pod) {
@@ -391,7 +398,14 @@ impl PreScorePlugin for InterPodAffinity {
         let has_constraints =
             !terms.preferred_affinity.is_empty() || !terms.preferred_anti_affinity.is_empty();
         let mut map = ScoreMap::new();
-        for node in &snapshot.nodes {
+        // Without preferences of its own, only nodes holding pods with affinity terms can
+        // score (upstream's HavePodsWithAffinityList).
+        let nodes = if has_constraints {
+            &snapshot.nodes
+        } else {
+            &snapshot.have_pods_with_affinity
+        };
+        for node in nodes {
             if node.labels().is_empty() {
                 continue;
             }

@@ -128,8 +128,9 @@ pub(crate) mod testing {
         assert!(status.is_success(), "{status:?}");
         let scores = nodes
             .iter()
-            .map(|n| NodeScore {
-                name: n.name.clone(),
+            .enumerate()
+            .map(|(index, n)| NodeScore {
+                index,
                 score: plugin.score(&state, pod, n).unwrap(),
             })
             .collect();

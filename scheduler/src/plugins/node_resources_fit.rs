@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
     PreScorePlugin, Resources, ScorePlugin, Snapshot, Status, is_scalar_resource,
@@ -100,14 +102,14 @@ fn requested_and_allocatable(
     resources: &[ResourceSpec],
     pod_requests: &[i64],
     use_requested: bool,
-) -> (Vec<i64>, Vec<i64>) {
+) -> (PerResource, PerResource) {
     let node_requested = if use_requested {
         &node.requested
     } else {
         &node.non_zero_requested
     };
-    let mut requested = vec![0; resources.len()];
-    let mut allocatable = vec![0; resources.len()];
+    let mut requested = PerResource::from_elem(0, resources.len());
+    let mut allocatable = PerResource::from_elem(0, resources.len());
     for (i, r) in resources.iter().enumerate() {
         let pod_request = pod_requests[i];
         let known = matches!(r.name.as_str(), "cpu" | "memory" | "ephemeral-storage");
@@ -125,6 +127,10 @@ fn requested_and_allocatable(
     }
     (requested, allocatable)
 }
+
+/// One amount per scored resource: scored once per node and plugin, so kept off the heap for
+/// the usual handful of resources.
+pub(crate) type PerResource = SmallVec<[i64; 4]>;
 
 /// What PreScore worked out for Score: the pod's request of each scored resource.
 struct PreScoreState(Vec<i64>);
@@ -169,7 +175,7 @@ impl ResourceAllocationScorer<'_> {
         state: &CycleState,
         pod: &PodInfo,
         node: &NodeInfo,
-    ) -> Option<(Vec<i64>, Vec<i64>)> {
+    ) -> Option<(PerResource, PerResource)> {
         // Upstream works the requests out here when PreScore did not run.
         let computed;
         let pod_requests = match state.read::<PreScoreState>(self.key) {

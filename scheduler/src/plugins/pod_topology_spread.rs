@@ -253,6 +253,8 @@ struct PreScoreState {
     constraints: Vec<Constraint>,
     /// Nodes missing a topology key: scored 0.
     ignored: HashSet<String>,
+    /// The same nodes by position in the scored list (what normalize sees).
+    ignored_at: HashSet<usize>,
     /// Per constraint: matching pods per topology value (not for the hostname key, which is
     /// counted on the node itself in Score).
     counts: Vec<HashMap<String, i64>>,
@@ -287,10 +289,12 @@ impl PreScorePlugin for PodTopologySpread {
         // by hostname.
         let require_all = !system_defaulted;
         let mut ignored = HashSet::new();
+        let mut ignored_at = HashSet::new();
         let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
-        for node in nodes {
+        for (position, node) in nodes.iter().enumerate() {
             if require_all && !has_all_keys(node, &constraints) {
                 ignored.insert(node.name.clone());
+                ignored_at.insert(position);
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
@@ -334,6 +338,7 @@ impl PreScorePlugin for PodTopologySpread {
             PreScoreState {
                 constraints,
                 ignored,
+                ignored_at,
                 counts,
                 weights,
             },
@@ -372,11 +377,11 @@ impl ScorePlugin for PodTopologySpread {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return Status::success();
         };
-        let counted = || scores.iter().filter(|n| !s.ignored.contains(&n.name));
+        let counted = || scores.iter().filter(|n| !s.ignored_at.contains(&n.index));
         let min = counted().map(|n| n.score).min().unwrap_or(i64::MAX);
         let max = counted().map(|n| n.score).max().unwrap_or(0).max(0);
         for n in scores.iter_mut() {
-            n.score = if s.ignored.contains(&n.name) {
+            n.score = if s.ignored_at.contains(&n.index) {
                 0
             } else if max == 0 {
                 MAX_NODE_SCORE
@@ -598,7 +603,11 @@ mod tests {
 
     fn scores(p: &PodInfo, nodes: &[NodeInfo]) -> Option<Vec<(String, i64)>> {
         let s = testing::scores(&PodTopologySpread, p, nodes)?;
-        Some(s.into_iter().map(|s| (s.name, s.score)).collect())
+        Some(
+            s.into_iter()
+                .map(|s| (nodes[s.index].name.clone(), s.score))
+                .collect(),
+        )
     }
 
     #[test]

@@ -43,12 +43,7 @@ pub fn untolerated_reason(taint: &Taint) -> String {
 /// Whether the node's `Ready` condition is `True` (a node that never reported one is not
 /// ready: upstream's kubelet registers nodes with the not-ready taint until it does).
 pub fn node_is_ready(node: &NodeInfo) -> bool {
-    node.node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
+    node.ready
 }
 
 /// Skiff addition: the `not-ready:NoSchedule` taint a node that is not Ready should carry, when
