@@ -70,6 +70,9 @@ impl Plugin for TaintToleration {
 
 impl FilterPlugin for TaintToleration {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if node.ready && !node.tainted {
+            return Status::success();
+        }
         let implied = implied_not_ready_taint(node);
         let all = node_taints(&node.node).iter().chain(implied.as_ref());
         match find_untolerated(all, pod_tolerations(&pod.pod), |t| {
@@ -112,6 +115,9 @@ impl ScorePlugin for TaintToleration {
     /// `normalize`).
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
         let s: &PreScoreState = read_state(state, PRE_SCORE_KEY)?;
+        if !node.tainted {
+            return Ok(0);
+        }
         let count = node_taints(&node.node)
             .iter()
             .filter(|t| t.effect == PREFER_NO_SCHEDULE)
