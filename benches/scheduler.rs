@@ -19,14 +19,18 @@
 //! on it. Every process it starts is its child on 127.0.0.1 only and is killed by PID when its
 //! guard drops (also on panic), or, through a supervisor holding a pipe, when this process dies.
 //!
-//! Node Leases: nothing in the scheduler reads `kube-node-lease` yet (it only needs the Node's
-//! Ready condition, set at creation), so the benchmark does not renew Leases for its nodes.
+//! Node Leases: as a kubelet would, the benchmark creates a Lease per node in
+//! `kube-node-lease` (owned by its Node) and renews each every `SCHED_BENCH_LEASE_RENEW_SECS`
+//! (kubelet's 10 s), spread evenly, for as long as the nodes exist, so that a node lifecycle
+//! controller would keep them Ready. The renewals load the API server during the pod phase
+//! as real nodes would (5,000 nodes: 500 Lease updates/s).
 //!
 //! Knobs (environment variables, defaults in brackets):
 //! `SCHED_BENCH_NODES` [5000], `SCHED_BENCH_PODS` [10000],
 //! `SCHED_BENCH_PHASES` [algorithm,e2e],
 //! `SCHED_BENCH_NODE_CONCURRENCY` [32], `SCHED_BENCH_POD_CONCURRENCY` [64] creates in flight,
 //! `SCHED_BENCH_TIMEOUT_SECS` [300] cap on waiting for the bindings,
+//! `SCHED_BENCH_LEASE_RENEW_SECS` [10] each node Lease's renewal interval (0: no Leases),
 //! `SCHED_BENCH_PERF` [unset] a directory: record `perf record -g` of the server and the
 //! scheduler during the pod phase into it,
 //! `SKIFF_BENCH_BIN` [the `skiff` binary cargo built with this bench].
@@ -43,9 +47,10 @@ use std::time::{Duration, Instant};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 use skiff_scheduler::cache::Cache;
@@ -65,6 +70,8 @@ struct Config {
     node_concurrency: usize,
     pod_concurrency: usize,
     timeout: Duration,
+    /// Each node Lease is renewed this often (zero: no Leases).
+    lease_renew: Duration,
     perf_dir: Option<PathBuf>,
     binary: PathBuf,
 }
@@ -97,6 +104,7 @@ impl Config {
             node_concurrency: env_or("SCHED_BENCH_NODE_CONCURRENCY", 32usize).max(1),
             pod_concurrency: env_or("SCHED_BENCH_POD_CONCURRENCY", 64usize).max(1),
             timeout: Duration::from_secs_f64(env_or("SCHED_BENCH_TIMEOUT_SECS", 300.0)),
+            lease_renew: Duration::from_secs_f64(env_or("SCHED_BENCH_LEASE_RENEW_SECS", 10.0)),
             perf_dir: std::env::var_os("SCHED_BENCH_PERF")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
@@ -126,6 +134,89 @@ fn node(i: usize) -> Node {
         },
     }))
     .expect("node")
+}
+
+/// Node `i`'s Lease, as a kubelet writes it (holder = node, 40 s, owned by the Node).
+fn node_lease(i: usize, node_uid: &str) -> Lease {
+    let name = format!("scheduler-perf-{i}");
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "kube-node-lease",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
+                "uid": node_uid}]},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+            "renewTime": now_micro_time()},
+    }))
+    .expect("lease")
+}
+
+/// A `MicroTime` for now (RFC 3339, microseconds, UTC), without a date crate.
+fn now_micro_time() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    )
+}
+
+/// Renews every node Lease once per `interval`, spread evenly (a batch every 100 ms), until
+/// aborted; counts renewals and failures.
+fn keep_leases_fresh(
+    client: Client,
+    nodes: usize,
+    interval: Duration,
+    renewed: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+        let tick = Duration::from_millis(100);
+        let per_tick =
+            ((nodes as f64 * tick.as_secs_f64() / interval.as_secs_f64()).ceil() as usize).max(1);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = 0usize;
+        loop {
+            ticker.tick().await;
+            let batch: Vec<usize> = (0..per_tick).map(|k| (next + k) % nodes).collect();
+            next = (next + per_tick) % nodes;
+            // Not awaited here: a slow batch must not delay the next one (kubelets renew
+            // independently of each other).
+            for i in batch {
+                let (leases, renewed, failed) = (leases.clone(), renewed.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let patch = json!({"spec": {"renewTime": now_micro_time()}});
+                    let result = leases
+                        .patch(
+                            &format!("scheduler-perf-{i}"),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
+                        .await;
+                    match result {
+                        Ok(_) => renewed.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                });
+            }
+        }
+    })
 }
 
 /// scheduler_perf's `pod-default.yaml`: one pause container, port 80, requests = limits =
@@ -580,6 +671,10 @@ struct E2eResult {
     timed_out: bool,
     /// (seconds since the first create, pods created, pods bound) once a second.
     progress: Vec<(f64, u64, u64)>,
+    /// Node Lease renewals from the first pod create to the last binding, and failed
+    /// renewals over the whole run.
+    lease_renewals: u64,
+    lease_failures: u64,
 }
 
 async fn e2e_phase(cfg: &Config) -> E2eResult {
@@ -607,15 +702,24 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
     );
     let nodes: Api<Node> = Api::all(client.clone());
     let t = Instant::now();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let with_leases = !cfg.lease_renew.is_zero();
     let results: Vec<Result<(), String>> = futures::stream::iter(0..cfg.nodes)
         .map(|i| {
-            let nodes = nodes.clone();
+            let (nodes, leases) = (nodes.clone(), leases.clone());
             async move {
-                nodes
+                let created = nodes
                     .create(&PostParams::default(), &node(i))
                     .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                if with_leases {
+                    let uid = created.metadata.uid.unwrap_or_default();
+                    leases
+                        .create(&PostParams::default(), &node_lease(i, &uid))
+                        .await
+                        .map_err(|e| format!("lease: {e}"))?;
+                }
+                Ok(())
             }
         })
         .buffer_unordered(cfg.node_concurrency)
@@ -626,6 +730,16 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
     if let Some(Err(e)) = results.iter().find(|x| x.is_err()) {
         eprintln!("  ! {} node creates failed, first: {e}", r.node_errors);
     }
+    let (renewed, renew_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let lease_keeper = with_leases.then(|| {
+        keep_leases_fresh(
+            client.clone(),
+            cfg.nodes,
+            cfg.lease_renew,
+            renewed.clone(),
+            renew_failed.clone(),
+        )
+    });
 
     eprintln!("  starting the scheduler");
     cluster.start_scheduler(&cfg.binary);
@@ -763,6 +877,7 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
         scheduler_pid.and_then(cpu_time),
         cpu_time(std::process::id()),
     );
+    let renewed_before = renewed.load(Ordering::Relaxed);
 
     eprintln!("  creating {n} pods, {} in flight", cfg.pod_concurrency);
     let t_first = Instant::now();
@@ -798,6 +913,11 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
     );
     drop(perf);
     progress.abort();
+    if let Some(keeper) = lease_keeper {
+        keeper.abort();
+    }
+    r.lease_renewals = renewed.load(Ordering::Relaxed) - renewed_before;
+    r.lease_failures = renew_failed.load(Ordering::Relaxed);
     r.progress = progress_samples.lock().expect("samples").clone();
     r.cpu_server = cpu_after.0.zip(cpu_before.0).map(|(a, b)| a - b);
     r.cpu_scheduler = cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b);
@@ -985,6 +1105,18 @@ fn print_e2e(cfg: &Config, e: &E2eResult) {
             .map(|(s, c, b)| format!("{s:.0}s {c}/{b}"))
             .collect();
         println!("progress (created/bound, per second): {}", shown.join(", "));
+    }
+    if cfg.lease_renew.is_zero() {
+        println!("node Leases: none (SCHED_BENCH_LEASE_RENEW_SECS=0)");
+    } else {
+        println!(
+            "node Leases: {} renewed during the pod phase ({:.0}/s, each every {:.0} s); {} \
+             renewals failed",
+            e.lease_renewals,
+            rate(e.lease_renewals as usize, e.to_last_bound),
+            cfg.lease_renew.as_secs_f64(),
+            e.lease_failures
+        );
     }
     if e.create_errors > 0 {
         println!(
