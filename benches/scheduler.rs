@@ -50,7 +50,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 use skiff_scheduler::cache::Cache;
@@ -176,14 +176,18 @@ fn now_micro_time() -> String {
 }
 
 /// Renews every node Lease once per `interval`, spread evenly (a batch every 100 ms), until
-/// aborted; counts renewals and failures.
+/// aborted; counts renewals and failures. As kubelet's lease controller: an update (PUT) of
+/// the last Lease it wrote with a new `renewTime`, re-reading it after a conflict.
 fn keep_leases_fresh(
     client: Client,
-    nodes: usize,
+    latest: Vec<Option<Lease>>,
     interval: Duration,
     renewed: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<()> {
+    let nodes = latest.len();
+    let latest: Arc<Vec<std::sync::Mutex<Option<Lease>>>> =
+        Arc::new(latest.into_iter().map(std::sync::Mutex::new).collect());
     tokio::spawn(async move {
         let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
         let tick = Duration::from_millis(100);
@@ -199,20 +203,37 @@ fn keep_leases_fresh(
             // Not awaited here: a slow batch must not delay the next one (kubelets renew
             // independently of each other).
             for i in batch {
-                let (leases, renewed, failed) = (leases.clone(), renewed.clone(), failed.clone());
+                let (leases, latest, renewed, failed) = (
+                    leases.clone(),
+                    latest.clone(),
+                    renewed.clone(),
+                    failed.clone(),
+                );
                 tokio::spawn(async move {
-                    let patch = json!({"spec": {"renewTime": now_micro_time()}});
-                    let result = leases
-                        .patch(
-                            &format!("scheduler-perf-{i}"),
-                            &PatchParams::default(),
-                            &Patch::Merge(patch),
-                        )
-                        .await;
-                    match result {
-                        Ok(_) => renewed.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    let name = format!("scheduler-perf-{i}");
+                    let last = latest[i].lock().expect("lease slot").clone();
+                    let mut lease = match last {
+                        Some(l) => l,
+                        None => match leases.get(&name).await {
+                            Ok(l) => l,
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        },
                     };
+                    if let Some(spec) = lease.spec.as_mut() {
+                        spec.renew_time = serde_json::from_value(json!(now_micro_time())).ok();
+                    }
+                    let result = leases.replace(&name, &PostParams::default(), &lease).await;
+                    let ok = result.is_ok();
+                    // After a failure (a conflict), the next renewal reads the Lease afresh.
+                    *latest[i].lock().expect("lease slot") = result.ok();
+                    if ok {
+                        renewed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 });
             }
         }
@@ -704,7 +725,8 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
     let t = Instant::now();
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let with_leases = !cfg.lease_renew.is_zero();
-    let results: Vec<Result<(), String>> = futures::stream::iter(0..cfg.nodes)
+    // (node index, its Lease) per node: they complete out of order.
+    let results: Vec<Result<(usize, Option<Lease>), String>> = futures::stream::iter(0..cfg.nodes)
         .map(|i| {
             let (nodes, leases) = (nodes.clone(), leases.clone());
             async move {
@@ -712,14 +734,15 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
                     .create(&PostParams::default(), &node(i))
                     .await
                     .map_err(|e| e.to_string())?;
-                if with_leases {
-                    let uid = created.metadata.uid.unwrap_or_default();
-                    leases
-                        .create(&PostParams::default(), &node_lease(i, &uid))
-                        .await
-                        .map_err(|e| format!("lease: {e}"))?;
+                if !with_leases {
+                    return Ok((i, None));
                 }
-                Ok(())
+                let uid = created.metadata.uid.unwrap_or_default();
+                leases
+                    .create(&PostParams::default(), &node_lease(i, &uid))
+                    .await
+                    .map(|l| (i, Some(l)))
+                    .map_err(|e| format!("lease: {e}"))
             }
         })
         .buffer_unordered(cfg.node_concurrency)
@@ -731,10 +754,14 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
         eprintln!("  ! {} node creates failed, first: {e}", r.node_errors);
     }
     let (renewed, renew_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut latest_leases: Vec<Option<Lease>> = vec![None; cfg.nodes];
+    for (i, lease) in results.into_iter().flatten() {
+        latest_leases[i] = lease;
+    }
     let lease_keeper = with_leases.then(|| {
         keep_leases_fresh(
             client.clone(),
-            cfg.nodes,
+            latest_leases,
             cfg.lease_renew,
             renewed.clone(),
             renew_failed.clone(),
