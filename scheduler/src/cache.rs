@@ -97,7 +97,11 @@ impl Cache {
     /// A pod from the watch. Bound pods are counted on their node (confirming an assumption);
     /// pods without a node are not the cache's business. Terminated pods free their resources.
     pub fn upsert_pod(&mut self, pod: Pod) {
-        let info = PodInfo::new(Arc::new(pod));
+        self.upsert_pod_info(Arc::new(PodInfo::new(Arc::new(pod))));
+    }
+
+    /// As `upsert_pod`, for a pod whose `PodInfo` the caller already built.
+    pub fn upsert_pod_info(&mut self, info: Arc<PodInfo>) {
         let terminated = info
             .pod
             .status
@@ -112,7 +116,7 @@ impl Cache {
         if terminated {
             return;
         }
-        self.count_on(&node, Arc::new(info));
+        self.count_on(&node, info);
     }
 
     pub fn remove_pod(&mut self, uid: &str) {

@@ -7,6 +7,7 @@
 //! - [`cache`]: nodes and the pods on them, bound or *assumed* while their binding is in flight.
 //! - [`queue`]: the active heap, the backoff set and the unschedulable set.
 //! - [`scheduler`]: the process — watches, the scheduling loop, binding, failure events.
+//! - [`watched`]: pods as the watch decodes them (without managedFields).
 //! - [`leader`]: leader election through a Lease.
 //! - [`plugins`]: one module per plugin, all registered in [`plugins::default_framework`].
 
@@ -16,5 +17,6 @@ pub mod leader;
 pub mod plugins;
 pub mod queue;
 pub mod scheduler;
+pub mod watched;
 
 pub use scheduler::{SchedulerConfig, SchedulerError, run};

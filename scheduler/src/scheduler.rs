@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Binding, Event, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::Client;
@@ -20,6 +20,7 @@ use crate::framework::{CycleState, Framework, PodInfo, ScheduleError, Snapshot};
 use crate::leader::{LeaderElection, LeaderElectionConfig};
 use crate::plugins::default_framework;
 use crate::queue::{ClusterEvent, SchedulingQueue};
+use crate::watched::WatchedPod;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -175,8 +176,10 @@ async fn next_event<K>(
 }
 
 async fn watch_pods(shared: Arc<Shared>) -> Result<(), SchedulerError> {
-    let api: Api<Pod> = Api::all(shared.client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let api: Api<WatchedPod> = Api::all(shared.client.clone());
+    let mut stream = watcher(api, watcher::Config::default())
+        .map_ok(unwrap_pods)
+        .boxed();
     // Pods seen during a (re)list: what the cache holds beyond them was deleted meanwhile.
     let mut relisted: Option<HashSet<String>> = None;
     while let Some(event) = next_event(&mut stream, "pod").await {
@@ -209,6 +212,16 @@ async fn watch_pods(shared: Arc<Shared>) -> Result<(), SchedulerError> {
     Ok(())
 }
 
+fn unwrap_pods(event: watcher::Event<WatchedPod>) -> watcher::Event<Pod> {
+    match event {
+        watcher::Event::Apply(WatchedPod(p)) => watcher::Event::Apply(p),
+        watcher::Event::Delete(WatchedPod(p)) => watcher::Event::Delete(p),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(WatchedPod(p)) => watcher::Event::InitApply(p),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 fn apply_pod(shared: &Shared, pod: Pod) {
     let pending = is_ours_and_pending(&pod, &shared.config.scheduler_name);
     let info = Arc::new(PodInfo::new(Arc::new(pod)));
@@ -223,7 +236,7 @@ fn apply_pod(shared: &Shared, pod: Pod) {
         let key = info.key();
         let gone = info.pod.metadata.deletion_timestamp.is_some();
         state.queue.delete(&key);
-        state.cache.upsert_pod((*info.pod).clone());
+        state.cache.upsert_pod_info(info);
         if gone {
             state.queue.on_event(ClusterEvent::PodDeleted);
             drop(state);
