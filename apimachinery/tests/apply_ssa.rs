@@ -150,7 +150,7 @@ fn reapply_without_a_container_removes_it_but_keeps_unowned_ones() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "proxy", "image": "envoy"}));
-    let live = update_managed_fields(Some(&live), &injected, "injector", &DEPLOYMENT, T2);
+    let live = update_managed_fields(Some(&live), injected.clone(), "injector", &DEPLOYMENT, T2);
 
     let result = apply(
         Some(&live),
@@ -304,7 +304,7 @@ fn scale_then_apply_conflicts_on_replicas() {
     // `kubectl scale --replicas=5` is an update by manager "kubectl".
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
-    let scaled = update_managed_fields(Some(&live), &scaled, "kubectl", &DEPLOYMENT, T2);
+    let scaled = update_managed_fields(Some(&live), scaled.clone(), "kubectl", &DEPLOYMENT, T2);
     let mut kubectl_apply_fields = nginx_fields();
     kubectl_apply_fields["f:spec"]
         .as_object_mut()
@@ -381,7 +381,8 @@ fn create_tracks_every_field_with_dot_markers_for_new_maps() {
         },
         "data": {"mode": "fast", "level": "3"}
     });
-    let created = update_managed_fields(None, &config_map, "kubectl-create", &CONFIG_MAP, T1);
+    let created =
+        update_managed_fields(None, config_map.clone(), "kubectl-create", &CONFIG_MAP, T1);
     let mut expected = config_map.clone();
     expected["metadata"]["managedFields"] = json!([{
         "manager": "kubectl-create",
@@ -399,7 +400,13 @@ fn create_tracks_every_field_with_dot_markers_for_new_maps() {
     // An edit by another manager moves the changed key and removes a deleted one.
     let mut edited = created.clone();
     edited["data"] = json!({"mode": "slow"});
-    let edited = update_managed_fields(Some(&created), &edited, "kubectl-edit", &CONFIG_MAP, T2);
+    let edited = update_managed_fields(
+        Some(&created),
+        edited.clone(),
+        "kubectl-edit",
+        &CONFIG_MAP,
+        T2,
+    );
     assert_eq!(
         edited["metadata"]["managedFields"],
         json!([
@@ -428,7 +435,7 @@ fn status_is_neither_applied_nor_tracked_on_the_main_resource() {
     with_status["status"] = json!({"replicas": 3, "readyReplicas": 3});
     let updated = update_managed_fields(
         Some(&created),
-        &with_status,
+        with_status.clone(),
         "kube-controller-manager",
         &DEPLOYMENT,
         T2,
@@ -440,7 +447,7 @@ fn status_is_neither_applied_nor_tracked_on_the_main_resource() {
 
     let via_status = update_managed_fields_for_subresource(
         Some(&created),
-        &with_status,
+        with_status.clone(),
         "kube-controller-manager",
         "status",
         &DEPLOYMENT,
@@ -522,7 +529,7 @@ fn existing_objects_without_managed_fields_stay_untracked_on_update() {
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
     assert_eq!(
-        update_managed_fields(Some(&live), &scaled, "kubectl", &DEPLOYMENT, T1),
+        update_managed_fields(Some(&live), scaled.clone(), "kubectl", &DEPLOYMENT, T1),
         scaled
     );
     // An empty list in the request resets tracking.
@@ -530,7 +537,7 @@ fn existing_objects_without_managed_fields_stay_untracked_on_update() {
     let mut reset = tracked.clone();
     reset["metadata"]["managedFields"] = json!([]);
     assert_eq!(
-        update_managed_fields(Some(&tracked), &reset, "kubectl", &DEPLOYMENT, T2),
+        update_managed_fields(Some(&tracked), reset.clone(), "kubectl", &DEPLOYMENT, T2),
         nginx_config()
     );
 }

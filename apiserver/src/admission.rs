@@ -119,7 +119,7 @@ fn note_namespace(known: &Mutex<HashMap<String, bool>>, ev: &CacheEvent) {
     } else {
         map.insert(
             name.to_string(),
-            ev.object["status"]["phase"] == "Terminating",
+            ev.object()["status"]["phase"] == "Terminating",
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The one table of served resources. Routing, discovery, OpenAPI, tables and storage keys
 //! are all driven from it, so a new resource is one entry here plus (maybe) a strategy.
 
+use std::fmt::Write;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -102,43 +104,59 @@ impl Resource {
 
 /// Decode through the typed k8s-openapi struct and back, noting the fields it dropped.
 fn decode_as<T: DeserializeOwned + Serialize>(input: Value) -> Result<Decoded, String> {
-    let typed: T = serde_path_to_error::deserialize(&input).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("{}: {}", path, e.inner())
+    // Tracking the path costs an allocation per key, so it is only done again to explain a
+    // failure; the decoding is the same.
+    let typed = match T::deserialize(&input) {
+        Ok(typed) => typed,
+        Err(plain) => {
+            let e = match serde_path_to_error::deserialize::<_, T>(&input) {
+                Err(e) => e,
+                Ok(_) => return Err(plain.to_string()),
+            };
+            let path = e.path().to_string();
+            return Err(if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{}: {}", path, e.inner())
+            });
         }
-    })?;
+    };
     let object = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     let mut unknown_fields = Vec::new();
-    collect_unknown("", &input, &object, &mut unknown_fields);
+    collect_unknown(&mut String::new(), &input, &object, &mut unknown_fields);
     Ok(Decoded {
         object,
         unknown_fields,
     })
 }
 
-fn collect_unknown(path: &str, input: &Value, known: &Value, out: &mut Vec<String>) {
+/// `path` is the dotted path of `input`; it is restored before returning, so that the paths of
+/// the (usually no) unknown fields are the only strings built.
+fn collect_unknown(path: &mut String, input: &Value, known: &Value, out: &mut Vec<String>) {
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, value) in i {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(key);
                 match k.get(key) {
-                    Some(kv) => collect_unknown(&child, value, kv, out),
+                    Some(kv) => collect_unknown(path, value, kv, out),
                     // A null is how clients say "unset"; it is not an unknown field.
                     None if value.is_null() => {}
-                    None => out.push(child),
+                    None => out.push(path.clone()),
                 }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(k)) => {
             for (n, (iv, kv)) in i.iter().zip(k.iter()).enumerate() {
-                collect_unknown(&format!("{path}[{n}]"), iv, kv, out);
+                let len = path.len();
+                // Writing to a String cannot fail.
+                let _ = write!(path, "[{n}]");
+                collect_unknown(path, iv, kv, out);
+                path.truncate(len);
             }
         }
         _ => {}

@@ -238,7 +238,9 @@ pub fn write_kubeconfig(path: &Path, server_url: &str) -> Result<(), ServerError
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
+    // Straight into bytes: `to_string` goes through `fmt::Write`, a call per token.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (status, bytes::Bytes::from(bytes)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

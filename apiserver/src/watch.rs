@@ -12,61 +12,105 @@ use serde_json::Value;
 use skiff_storage::{Revision, StorageError, WatchEvent};
 use tokio::sync::broadcast;
 
-use crate::objects::{ObjectStore, decode, set_resource_version};
+use crate::objects::{ObjectStore, decode, encode_with_resource_version, set_resource_version};
 
 /// The root of every key the apiserver writes.
 pub const REGISTRY_PREFIX: &str = "/registry/";
 
-/// One change, decoded.
+/// One change. The stored bytes are kept as they are and the objects decoded only when
+/// something needs them (a selector, a Table, the namespace tracker): most watchers send
+/// `encoded_object` as is, and decoding every object twice (new and previous) was most of
+/// this cache's cost.
 #[derive(Debug)]
 pub struct CacheEvent {
     pub revision: Revision,
     pub key: String,
     pub deleted: bool,
-    /// The new object, or for a delete the last state with the delete's resourceVersion.
-    pub object: Value,
-    /// The object before this change, if it existed.
-    pub prev: Option<Value>,
-    /// `object` as JSON, encoded once for every watcher that sends it as is.
-    encoded: OnceLock<Bytes>,
+    /// The new object as stored, or for a delete the last stored state.
+    raw: Vec<u8>,
+    /// The object before this change as stored, with its revision, if it existed.
+    raw_prev: Option<(Vec<u8>, Revision)>,
+    object: OnceLock<Value>,
+    prev: OnceLock<Option<Value>>,
+    /// `object` as JSON, shared by every watcher that sends it as is.
+    encoded: Bytes,
 }
 
 impl CacheEvent {
-    /// `object` serialized as JSON, computed on first use and shared by all watchers.
+    /// `object` serialized as JSON, shared by all watchers.
     pub fn encoded_object(&self) -> &Bytes {
-        self.encoded
-            .get_or_init(|| Bytes::from(serde_json::to_vec(&self.object).unwrap_or_default()))
+        &self.encoded
+    }
+
+    /// The new object, or for a delete the last state with the delete's resourceVersion.
+    pub fn object(&self) -> &Value {
+        self.object
+            .get_or_init(|| decode_raw(&self.key, &self.raw, self.revision))
+    }
+
+    /// Whether the key existed before this change.
+    pub fn has_prev(&self) -> bool {
+        self.raw_prev.is_some()
+    }
+
+    /// The object before this change, if it existed.
+    pub fn prev(&self) -> Option<&Value> {
+        self.prev
+            .get_or_init(|| {
+                self.raw_prev
+                    .as_ref()
+                    .map(|(raw, revision)| decode_raw(&self.key, raw, *revision))
+            })
+            .as_ref()
     }
 
     pub fn from_store(ev: WatchEvent) -> Result<CacheEvent, StorageError> {
-        match ev {
+        let (kv, revision, deleted, raw_prev) = match ev {
             WatchEvent::Put { kv, prev } => {
-                let prev = match prev {
-                    Some(p) => Some(decode(&p)?.object),
-                    None => None,
-                };
-                Ok(CacheEvent {
-                    revision: kv.mod_revision,
-                    key: kv.key.clone(),
-                    deleted: false,
-                    object: decode(&kv)?.object,
-                    prev,
-                    encoded: OnceLock::new(),
-                })
+                let revision = kv.mod_revision;
+                (kv, revision, false, prev.map(|p| (p.value, p.mod_revision)))
             }
             WatchEvent::Delete { prev, revision } => {
-                let old = decode(&prev)?.object;
-                let mut object = old.clone();
-                set_resource_version(&mut object, revision);
-                Ok(CacheEvent {
-                    revision,
-                    key: prev.key.clone(),
-                    deleted: true,
-                    object,
-                    prev: Some(old),
-                    encoded: OnceLock::new(),
-                })
+                let raw_prev = Some((prev.value.clone(), prev.mod_revision));
+                (prev, revision, true, raw_prev)
             }
+        };
+        let object = OnceLock::new();
+        // Splicing also validates the whole value, so a corrupt one still fails here.
+        let encoded = match encode_with_resource_version(&kv.value, revision) {
+            Some(bytes) => bytes,
+            None => {
+                let mut stored = decode(&kv)?;
+                set_resource_version(&mut stored.object, revision);
+                let bytes = serde_json::to_vec(&stored.object).unwrap_or_default();
+                let _ = object.set(stored.object);
+                bytes
+            }
+        };
+        Ok(CacheEvent {
+            revision,
+            key: kv.key,
+            deleted,
+            raw: kv.value,
+            raw_prev,
+            object,
+            prev: OnceLock::new(),
+            encoded: Bytes::from(encoded),
+        })
+    }
+}
+
+/// A stored value with its resourceVersion. The new object was validated when its event was
+/// made; a previous value that no longer decodes is shown as null rather than ending the feed.
+fn decode_raw(key: &str, raw: &[u8], revision: Revision) -> Value {
+    match serde_json::from_slice(raw) {
+        Ok(mut object) => {
+            set_resource_version(&mut object, revision);
+            object
+        }
+        Err(e) => {
+            tracing::error!(key, error = %e, "stored object is corrupt");
+            Value::Null
         }
     }
 }

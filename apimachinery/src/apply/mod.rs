@@ -294,6 +294,15 @@ fn encode_entries(object: &mut Value, mut entries: Vec<Entry>) {
     }
 }
 
+/// Removes metadata.managedFields from `object` as [`without_managed_fields`] does, returning
+/// it.
+fn take_managed_fields(object: &mut Value) -> Option<Value> {
+    match object.get_mut("metadata") {
+        Some(Value::Object(meta)) => meta.remove("managedFields"),
+        _ => None,
+    }
+}
+
 fn without_managed_fields(object: &Value) -> Value {
     let mut out = object.clone();
     if let Some(Value::Object(meta)) = out.get_mut("metadata") {
@@ -530,7 +539,7 @@ fn update_last_applied(object: &mut Value, applied: &Value) {
 /// managedFields are kept, as upstream does.
 pub fn update_managed_fields(
     old: Option<&Value>,
-    new: &Value,
+    new: Value,
     manager: &str,
     gvk: &Gvk<'_>,
     now_rfc3339: &str,
@@ -542,21 +551,30 @@ pub fn update_managed_fields(
 /// fields under `status` are tracked, and the entry records the subresource.
 pub fn update_managed_fields_for_subresource(
     old: Option<&Value>,
-    new: &Value,
+    mut new: Value,
     manager: &str,
     subresource: &str,
     gvk: &Gvk<'_>,
     now_rfc3339: &str,
 ) -> Value {
-    match track_update(old, new, manager, subresource, gvk, now_rfc3339) {
-        Ok(object) => object,
+    // `new` becomes the result in place: copying whole objects was a good part of the cost.
+    let requested = take_managed_fields(&mut new);
+    match track_update(
+        old,
+        requested.as_ref().filter(|v| !v.is_null()),
+        &mut new,
+        manager,
+        subresource,
+        gvk,
+        now_rfc3339,
+    ) {
+        Ok(()) => new,
         Err(_) => {
-            let mut object = without_managed_fields(new);
             let kept = old.and_then(managed_fields_of).cloned();
-            if let (Some(kept), Some(Value::Object(meta))) = (kept, object.get_mut("metadata")) {
+            if let (Some(kept), Some(Value::Object(meta))) = (kept, new.get_mut("metadata")) {
                 meta.insert("managedFields".into(), kept);
             }
-            object
+            new
         }
     }
 }
@@ -572,15 +590,17 @@ fn is_reset(managed: Option<&Value>) -> bool {
     }
 }
 
+/// `object` is the new object without managedFields (`requested` holds what it had); on
+/// success its managedFields are set.
 fn track_update(
     old: Option<&Value>,
-    new: &Value,
+    requested: Option<&Value>,
+    object: &mut Value,
     manager: &str,
     subresource: &str,
     gvk: &Gvk<'_>,
     now: &str,
-) -> Result<Value, ShapeError> {
-    let requested = managed_fields_of(new);
+) -> Result<(), ShapeError> {
     let mut entries = if is_reset(requested) {
         Vec::new()
     } else {
@@ -589,14 +609,13 @@ fn track_update(
             _ => decode_entries(old.and_then(managed_fields_of)).unwrap_or_default(),
         }
     };
-    let mut object = without_managed_fields(new);
     if entries.is_empty() && old.is_some() {
-        return Ok(object);
+        return Ok(());
     }
 
     let old_object = old.map_or_else(|| Value::Object(Map::new()), without_managed_fields);
     let node = root(gvk);
-    let cmp = filtered_comparison(&old_object, &object, node, subresource)?;
+    let cmp = filtered_comparison(&old_object, object, node, subresource)?;
     let changed = cmp.added.union(&cmp.modified);
     for entry in &mut entries {
         entry.fields = entry.fields.difference(&changed).difference(&cmp.removed);
@@ -621,6 +640,6 @@ fn track_update(
         }
         None => entries.push(me),
     }
-    encode_entries(&mut object, entries);
-    Ok(object)
+    encode_entries(object, entries);
+    Ok(())
 }

@@ -108,7 +108,7 @@ impl ApiServer {
                 }
                 match self
                     .store
-                    .update(&res.key(ns, name), &updated, current.revision)
+                    .update(&res.key(ns, name), updated, current.revision)
                     .await
                 {
                     Ok(stored) => return Ok((stored.object, false)),

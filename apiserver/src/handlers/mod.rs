@@ -382,7 +382,7 @@ impl ApiServer {
         include: &str,
     ) -> Response {
         let body = match render {
-            Rendering::Object => obj.clone(),
+            Rendering::Object => return json_response(StatusCode::OK, obj),
             Rendering::Metadata => partial_metadata(obj),
             Rendering::Table => {
                 let rv = meta_str(obj, "resourceVersion").unwrap_or_default();

@@ -55,6 +55,11 @@ impl Filter {
         })
     }
 
+    /// Whether every object matches (no selectors).
+    pub(super) fn is_everything(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
     pub(super) fn matches(&self, obj: &Value) -> bool {
         if let Some(l) = &self.labels
             && !l.matches(&obj["metadata"]["labels"])

@@ -59,8 +59,10 @@ impl WatchParams {
         if !ev.key.starts_with(&self.namespace_prefix) {
             return None;
         }
-        let now = !ev.deleted && self.filter.matches(&ev.object);
-        let before = ev.prev.as_ref().is_some_and(|p| self.filter.matches(p));
+        // Without selectors the objects need not be decoded at all.
+        let all = self.filter.is_everything();
+        let now = !ev.deleted && (all || self.filter.matches(ev.object()));
+        let before = ev.has_prev() && (all || ev.prev().is_some_and(|p| self.filter.matches(p)));
         let kind = match (before, now, ev.deleted) {
             (true, _, true) => "DELETED",
             (false, _, true) => return None,
@@ -71,7 +73,7 @@ impl WatchParams {
         };
         Some(match self.render {
             Rendering::Object => wire_event_encoded(kind, ev.encoded_object()),
-            _ => wire_event(kind, &self.shape(res, &ev.object)),
+            _ => wire_event(kind, &self.shape(res, ev.object())),
         })
     }
 }
