@@ -17,6 +17,7 @@ pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
 /// An amount of each resource, in upstream's units: milli-CPU, bytes, pod count, and the
 /// scalar (extended, hugepages) resources by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Resources {
     pub milli_cpu: i64,
     pub memory: i64,
@@ -228,18 +229,13 @@ fn pod_requests(pod: &Pod) -> (Resources, Resources) {
 }
 
 /// A node, its allocatable resources and the pods on it (bound or assumed).
+///
+/// `repr(C)` keeps the fields every cycle's filters and scores read (the flags, the pod count,
+/// the three resource sums) first and together: a cycle touches 500 nodes once each, and at
+/// that point their lines are usually cold, so the fewer lines per node the better.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct NodeInfo {
-    pub node: Arc<Node>,
-    pub name: String,
-    pub pods: Vec<Arc<PodInfo>>,
-    pub allocatable: Resources,
-    pub requested: Resources,
-    pub non_zero_requested: Resources,
-    pub used_ports: HashSet<HostPort>,
-    /// Pods on this node with pod (anti-)affinity terms, for InterPodAffinity.
-    pub pods_with_affinity: Vec<Arc<PodInfo>>,
-    pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
     /// The node's `Ready` condition is `True` (worked out once: filters ask on every cycle).
     pub ready: bool,
     /// Cordoned (`spec.unschedulable`).
@@ -247,6 +243,16 @@ pub struct NodeInfo {
     /// The node has taints: most have none, and the flag spares the filters a trip into
     /// the `Node` object (a cache miss per node and cycle).
     pub tainted: bool,
+    pub pods: Vec<Arc<PodInfo>>,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub non_zero_requested: Resources,
+    pub node: Arc<Node>,
+    pub name: String,
+    pub used_ports: HashSet<HostPort>,
+    /// Pods on this node with pod (anti-)affinity terms, for InterPodAffinity.
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
+    pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
 }
 
 impl NodeInfo {
