@@ -49,7 +49,7 @@ use comfy_table::{CellAlignment, Table};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
@@ -146,35 +146,14 @@ fn node_lease(i: usize, node_uid: &str) -> Lease {
             "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
                 "uid": node_uid}]},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
-            "renewTime": now_micro_time()},
+            "renewTime": serde_json::to_value(now_micro_time()).expect("MicroTime")},
     }))
     .expect("lease")
 }
 
-/// A `MicroTime` for now (RFC 3339, microseconds, UTC), without a date crate.
-fn now_micro_time() -> String {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    )
+/// Now, as a Lease's `renewTime`.
+fn now_micro_time() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
 /// Renews every node Lease once per `interval`, spread evenly (a batch every 100 ms), until
@@ -225,7 +204,7 @@ fn keep_leases_fresh(
                         },
                     };
                     if let Some(spec) = lease.spec.as_mut() {
-                        spec.renew_time = serde_json::from_value(json!(now_micro_time())).ok();
+                        spec.renew_time = Some(now_micro_time());
                     }
                     let result = leases.replace(&name, &PostParams::default(), &lease).await;
                     let ok = result.is_ok();

@@ -73,14 +73,33 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exhausted_resources_then_a_new_node() {
+/// An API server whose in-process scheduler is off (each test runs its own), a client, and
+/// the node and `default` pod APIs.
+async fn without_a_scheduler() -> (Server, kube::Client, Api<Node>, Api<Pod>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // The test runs its own scheduler(s).
     let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
     let client = server.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    (server, client, nodes, pods)
+}
+
+/// One scheduler without leader election, in this process.
+fn run_scheduler(
+    client: &kube::Client,
+) -> tokio::task::JoinHandle<Result<(), skiff_scheduler::SchedulerError>> {
+    tokio::spawn(skiff_scheduler::run(
+        client.clone(),
+        SchedulerConfig {
+            leader_election: None,
+            ..Default::default()
+        },
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_resources_then_a_new_node() {
+    let (_server, client, nodes, pods) = without_a_scheduler().await;
     let pp = PostParams::default();
     nodes
         .create(&pp, &node("small", "1", json!([])))
@@ -97,13 +116,7 @@ async fn exhausted_resources_then_a_new_node() {
         .await
         .expect("node");
 
-    let scheduler = tokio::spawn(skiff_scheduler::run(
-        client.clone(),
-        SchedulerConfig {
-            leader_election: None,
-            ..Default::default()
-        },
-    ));
+    let scheduler = run_scheduler(&client);
 
     pods.create(&pp, &pod("fits", "500m")).await.expect("pod");
     let placed = wait_for("fits to be bound", || node_of(&pods, "fits")).await;
@@ -186,12 +199,7 @@ fn spec_pod(name: &str, labels: serde_json::Value, spec: serde_json::Value) -> P
 /// the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_rules() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // The test runs its own scheduler(s).
-    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
-    let client = server.client().await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (_server, client, nodes, pods) = without_a_scheduler().await;
     let pp = PostParams::default();
     let zone = |z: &str| json!({"topology.kubernetes.io/zone": z});
     let mut ssd = zone("a");
@@ -205,13 +213,7 @@ async fn placement_rules() {
     ] {
         nodes.create(&pp, &n).await.expect("node");
     }
-    let scheduler = tokio::spawn(skiff_scheduler::run(
-        client.clone(),
-        SchedulerConfig {
-            leader_election: None,
-            ..Default::default()
-        },
-    ));
+    let scheduler = run_scheduler(&client);
     let on = |host: &str| json!({"nodeSelector": {"kubernetes.io/hostname": host}});
 
     pods.create(
@@ -313,11 +315,7 @@ fn node_with_condition(name: &str, ready: &str, taints: serde_json::Value) -> No
 /// anti-affinity win over LeastAllocated's pull towards the emptier node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_health_and_preferences() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
-    let client = server.client().await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (_server, client, nodes, pods) = without_a_scheduler().await;
     let pp = PostParams::default();
     // As the node lifecycle controller taints a node whose lease expired. (Every pod
     // tolerates the NoExecute one for 300 s: the API server's DefaultTolerationSeconds.)
@@ -337,13 +335,7 @@ async fn node_health_and_preferences() {
     ] {
         nodes.create(&pp, &n).await.expect("node");
     }
-    let scheduler = tokio::spawn(skiff_scheduler::run(
-        client.clone(),
-        SchedulerConfig {
-            leader_election: None,
-            ..Default::default()
-        },
-    ));
+    let scheduler = run_scheduler(&client);
 
     // Ten plain pods: only the two healthy, untainted nodes take them.
     for i in 0..10 {
@@ -460,12 +452,7 @@ async fn one_lease_one_active_scheduler() {
     use k8s_openapi::api::coordination::v1::Lease;
     use skiff_scheduler::leader::LeaderElectionConfig;
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // The test runs its own scheduler(s).
-    let server = Server::start_with(Backend::Embedded, &["--scheduler=false"]);
-    let client = server.client().await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (_server, client, nodes, pods) = without_a_scheduler().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let pp = PostParams::default();
     nodes
