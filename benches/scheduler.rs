@@ -35,6 +35,11 @@
 //! scheduler during the pod phase into it,
 //! `SKIFF_BENCH_BIN` [the `skiff` binary cargo built with this bench].
 
+/// The same allocator as the `skiff` binary, so the in-process algorithm phase measures what
+/// the scheduler process runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

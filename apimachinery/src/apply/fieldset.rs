@@ -193,8 +193,78 @@ impl FieldSet {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                // Looked up before inserting: most inserts land under a child that exists, and
+                // `entry` would clone the element (a String) every time.
+                Some(child) => child.insert(rest),
+                None => {
+                    let mut child = FieldSet::new();
+                    child.insert(rest);
+                    self.children.insert(first.clone(), child);
+                }
+            },
         }
+    }
+
+    /// Removes exactly `path` (the paths below it stay); true if it was there.
+    pub(crate) fn remove(&mut self, path: &[PathElement]) -> bool {
+        match path {
+            [] => false,
+            [last] => self.members.remove(last),
+            [first, rest @ ..] => {
+                let Some(child) = self.children.get_mut(first) else {
+                    return false;
+                };
+                let removed = child.remove(rest);
+                if child.is_empty() {
+                    self.children.remove(first);
+                }
+                removed
+            }
+        }
+    }
+
+    /// Adds every path of `other`, in place; true if any was new.
+    pub fn union_with(&mut self, other: &FieldSet) -> bool {
+        let mut grew = false;
+        for member in &other.members {
+            if !self.members.contains(member) {
+                self.members.insert(member.clone());
+                grew = true;
+            }
+        }
+        for (element, theirs) in &other.children {
+            match self.children.get_mut(element) {
+                Some(mine) => grew |= mine.union_with(theirs),
+                None => {
+                    if !theirs.is_empty() {
+                        self.children.insert(element.clone(), theirs.clone());
+                        grew = true;
+                    }
+                }
+            }
+        }
+        grew
+    }
+
+    /// Removes every path of `other` (exact paths, as [`FieldSet::difference`]), in place;
+    /// true if any was removed.
+    pub fn subtract(&mut self, other: &FieldSet) -> bool {
+        let mut shrank = false;
+        if !other.members.is_empty() && !self.members.is_empty() {
+            let before = self.members.len();
+            self.members.retain(|m| !other.members.contains(m));
+            shrank |= self.members.len() != before;
+        }
+        for (element, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(element) {
+                shrank |= mine.subtract(theirs);
+                if mine.is_empty() {
+                    self.children.remove(element);
+                }
+            }
+        }
+        shrank
     }
 
     /// True when `path` itself is in the set.
@@ -247,14 +317,7 @@ impl FieldSet {
     /// Paths in either set.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (element, child) in &other.children {
-            let merged = match out.children.get(element) {
-                Some(mine) => mine.union(child),
-                None => child.clone(),
-            };
-            out.children.insert(element.clone(), merged);
-        }
+        out.union_with(other);
         out
     }
 
@@ -471,6 +534,20 @@ mod tests {
         );
         assert!(a.contains(&[field("a"), field("b")]));
         assert!(!b.contains(&[field("a")]));
+
+        // The in-place forms agree with the copying ones and say whether anything changed.
+        let mut grown = b.clone();
+        assert!(grown.union_with(&a));
+        assert_eq!(grown, a);
+        assert!(!grown.union_with(&b));
+        let mut shrunk = a.clone();
+        assert!(shrunk.subtract(&b));
+        assert_eq!(shrunk, a.difference(&b));
+        assert!(!shrunk.subtract(&b));
+        let mut one_less = a.clone();
+        assert!(one_less.remove(&[field("a"), field("b")]));
+        assert!(!one_less.remove(&[field("a"), field("b")]));
+        assert_eq!(one_less.to_fields_v1(), json!({"f:a": {}, "f:c": {}}));
     }
 
     #[test]

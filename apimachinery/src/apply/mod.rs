@@ -317,10 +317,10 @@ fn field(name: &str) -> PathElement {
 
 /// Fields the server sets, which nobody owns (upstream's stripMetaManager).
 fn strip_server_fields(set: &mut FieldSet) {
-    let mut stripped = FieldSet::new();
-    stripped.insert(&[field("apiVersion")]);
-    stripped.insert(&[field("kind")]);
-    stripped.insert(&[field("metadata")]);
+    // Removed in place: building the difference copied every path of the object.
+    set.remove(&[field("apiVersion")]);
+    set.remove(&[field("kind")]);
+    set.remove(&[field("metadata")]);
     for name in [
         "name",
         "namespace",
@@ -332,9 +332,8 @@ fn strip_server_fields(set: &mut FieldSet) {
         "managedFields",
         "resourceVersion",
     ] {
-        stripped.insert(&[field("metadata"), field(name)]);
+        set.remove(&[field("metadata"), field(name)]);
     }
-    *set = set.difference(&stripped);
 }
 
 /// The part of the object a write through `subresource` may own: `status` for the status
@@ -463,12 +462,16 @@ pub fn apply(
     // was this manager's alone.
     let owned = entries
         .iter()
-        .fold(me.fields.clone(), |acc, e| acc.union(&e.fields))
+        .fold(me.fields.clone(), |mut acc, e| {
+            acc.union_with(&e.fields);
+            acc
+        })
         .with_parents_as_members();
     typed::remove(&mut merged, &last_set.difference(&owned), node)?;
 
     let cmp = filtered_comparison(&live_object, &merged, node, "")?;
-    let changed = cmp.added.union(&cmp.modified);
+    let mut changed = cmp.added;
+    changed.union_with(&cmp.modified);
     let mut conflicts = Vec::new();
     for entry in &mut entries {
         let taken = entry.fields.intersection(&changed);
@@ -616,9 +619,11 @@ fn track_update(
     let old_object = old.map_or_else(|| Value::Object(Map::new()), without_managed_fields);
     let node = root(gvk);
     let cmp = filtered_comparison(&old_object, object, node, subresource)?;
-    let changed = cmp.added.union(&cmp.modified);
+    let mut changed = cmp.added;
+    changed.union_with(&cmp.modified);
     for entry in &mut entries {
-        entry.fields = entry.fields.difference(&changed).difference(&cmp.removed);
+        entry.fields.subtract(&changed);
+        entry.fields.subtract(&cmp.removed);
     }
 
     let mut mine = changed;
@@ -633,7 +638,7 @@ fn track_update(
     };
     match entries.iter_mut().find(|e| e.same_manager(&me)) {
         Some(previous) => {
-            previous.fields = previous.fields.union(&me.fields);
+            previous.fields.union_with(&me.fields);
             if !me.fields.is_empty() {
                 previous.time = me.time;
             }

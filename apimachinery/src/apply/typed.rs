@@ -161,21 +161,20 @@ pub(crate) struct Comparison {
 /// sees them appear or disappear; reporting them would give every creator ownership of, say,
 /// `.spec` itself.
 fn always_present(path: &[PathElement]) -> bool {
-    let names: Option<Vec<&str>> = path
-        .iter()
-        .map(|e| match e {
-            PathElement::Field(name) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    matches!(
-        names.as_deref(),
-        Some(
-            ["metadata" | "spec" | "status"]
-                | ["spec", "template"]
-                | ["spec", "template", "metadata" | "spec"]
-        )
-    )
+    fn name(element: &PathElement) -> &str {
+        match element {
+            PathElement::Field(name) => name,
+            _ => "",
+        }
+    }
+    match path {
+        [a] => matches!(name(a), "metadata" | "spec" | "status"),
+        [a, b] => name(a) == "spec" && name(b) == "template",
+        [a, b, c] => {
+            name(a) == "spec" && name(b) == "template" && matches!(name(c), "metadata" | "spec")
+        }
+        _ => false,
+    }
 }
 
 /// Compares `old` and `new` (whole objects).
