@@ -616,9 +616,10 @@ fn track_update(
         return Ok(());
     }
 
-    let old_object = old.map_or_else(|| Value::Object(Map::new()), without_managed_fields);
+    let empty = Value::Object(Map::new());
     let node = root(gvk);
-    let cmp = filtered_comparison(&old_object, object, node, subresource)?;
+    // The comparison skips metadata.managedFields, so the stored object is used as it is.
+    let cmp = filtered_comparison(old.unwrap_or(&empty), object, node, subresource)?;
     let mut changed = cmp.added;
     changed.union_with(&cmp.modified);
     for entry in &mut entries {

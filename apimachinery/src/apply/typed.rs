@@ -217,6 +217,13 @@ fn compare_values(
         let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
         let keys = l.keys().chain(r.keys().filter(|k| !l.contains_key(*k)));
         for key in keys {
+            // Nobody owns managedFields: skipping them here spares callers a copy of the
+            // object without them.
+            if key == "managedFields"
+                && matches!(path.as_slice(), [PathElement::Field(m)] if m == "metadata")
+            {
+                continue;
+            }
             path.push(PathElement::Field(key.clone()));
             compare_values(l.get(key), r.get(key), node.field(key), path, out)?;
             path.pop();

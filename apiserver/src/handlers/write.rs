@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use skiff_apimachinery::{apply, patch, validation};
 use skiff_storage::StorageError;
 
@@ -372,11 +372,7 @@ impl ApiServer {
                 .map_err(|e| alloc_error(res, name, e))?;
             _allocation_lock = Some(used);
         }
-        let mut old_cmp = old.clone();
-        set_resource_version(&mut old_cmp, 0);
-        let mut new_cmp = obj.clone();
-        meta_mut(&mut new_cmp).insert("resourceVersion".into(), json!("0"));
-        if strip_managed_times(&new_cmp) == strip_managed_times(&old_cmp) {
+        if same_but_bookkeeping(&obj, old) {
             // Nothing changed: no write, no new resourceVersion, as upstream.
             return Ok(current.object);
         }
@@ -763,19 +759,57 @@ pub(super) fn finalizers_empty(obj: &Value) -> bool {
                 .is_none_or(|a| a.is_empty()))
 }
 
-pub(super) fn strip_managed_times(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(list) = o["metadata"]
-        .get_mut("managedFields")
-        .and_then(Value::as_array_mut)
-    {
-        for e in list {
-            if let Some(m) = e.as_object_mut() {
-                m.remove("time");
-            }
+/// Whether `new` differs from `old` in nothing but `metadata.resourceVersion` and the times
+/// of managedFields entries: such an update is not written (compared in place: copying both
+/// objects to blank those fields out was a good part of a Lease renewal's cost).
+pub(super) fn same_but_bookkeeping(new: &Value, old: &Value) -> bool {
+    match (new, old) {
+        (Value::Object(new), Value::Object(old)) => {
+            same_map_except(new, old, &[], |key, n, o| match key {
+                "metadata" => match (n, o) {
+                    (Value::Object(n), Value::Object(o)) => {
+                        same_map_except(n, o, &["resourceVersion"], |key, n, o| match key {
+                            "managedFields" => same_managed_fields_but_times(n, o),
+                            _ => n == o,
+                        })
+                    }
+                    _ => n == o,
+                },
+                _ => n == o,
+            })
         }
+        _ => new == old,
     }
-    o
+}
+
+fn same_managed_fields_but_times(new: &Value, old: &Value) -> bool {
+    match (new, old) {
+        (Value::Array(new), Value::Array(old)) => {
+            new.len() == old.len()
+                && new.iter().zip(old).all(|pair| match pair {
+                    (Value::Object(n), Value::Object(o)) => {
+                        same_map_except(n, o, &["time"], |_, n, o| n == o)
+                    }
+                    (n, o) => n == o,
+                })
+        }
+        _ => new == old,
+    }
+}
+
+/// Map equality ignoring the keys in `skip`, comparing the values with `same`.
+fn same_map_except(
+    new: &Map<String, Value>,
+    old: &Map<String, Value>,
+    skip: &[&str],
+    same: impl Fn(&str, &Value, &Value) -> bool,
+) -> bool {
+    let counted = |m: &Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+    counted(new) == counted(old)
+        && new
+            .iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, n)| old.get(k).is_some_and(|o| same(k, n, o)))
 }
 
 pub(super) fn gvk(res: &Resource) -> patch::Gvk<'static> {
@@ -864,4 +898,43 @@ pub(super) fn random_suffix() -> String {
     (0..5)
         .map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_resource_version_and_managed_times_are_bookkeeping() {
+        let old = json!({
+            "kind": "Lease",
+            "metadata": {"name": "n1", "resourceVersion": "7", "managedFields": [
+                {"manager": "kubelet", "operation": "Update", "time": "2026-01-01T00:00:00Z"}
+            ]},
+            "spec": {"holderIdentity": "n1", "renewTime": "2026-01-01T00:00:00.000000Z"}
+        });
+        let mut same = old.clone();
+        same["metadata"]["resourceVersion"] = json!("8");
+        same["metadata"]["managedFields"][0]["time"] = json!("2026-01-01T00:00:10Z");
+        assert!(same_but_bookkeeping(&same, &old));
+        let mut without_rv = old.clone();
+        without_rv["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert!(same_but_bookkeeping(&without_rv, &old));
+
+        let mut renewed = old.clone();
+        renewed["spec"]["renewTime"] = json!("2026-01-01T00:00:10.000000Z");
+        assert!(!same_but_bookkeeping(&renewed, &old));
+        let mut other_manager = old.clone();
+        other_manager["metadata"]["managedFields"][0]["manager"] = json!("me");
+        assert!(!same_but_bookkeeping(&other_manager, &old));
+        let mut labelled = old.clone();
+        labelled["metadata"]["labels"] = json!({"a": "b"});
+        assert!(!same_but_bookkeeping(&labelled, &old));
+        let mut no_spec = old.clone();
+        no_spec.as_object_mut().unwrap().remove("spec");
+        assert!(!same_but_bookkeeping(&no_spec, &old));
+    }
 }
