@@ -73,7 +73,10 @@ struct Config {
     nodes: usize,
     pods: usize,
     algorithm: bool,
+    /// End to end with `skiff server`'s own scheduler (the default deployment).
     e2e: bool,
+    /// End to end with the scheduler as a separate `skiff scheduler` process.
+    e2e_separate: bool,
     node_concurrency: usize,
     pod_concurrency: usize,
     timeout: Duration,
@@ -95,12 +98,13 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 impl Config {
     fn from_env() -> Config {
-        let phases = std::env::var("SCHED_BENCH_PHASES").unwrap_or_else(|_| "algorithm,e2e".into());
+        let phases = std::env::var("SCHED_BENCH_PHASES")
+            .unwrap_or_else(|_| "algorithm,e2e,e2e-separate".into());
         let phases: Vec<&str> = phases.split(',').map(str::trim).collect();
         for p in &phases {
             assert!(
-                matches!(*p, "algorithm" | "e2e" | ""),
-                "SCHED_BENCH_PHASES: unknown phase {p:?} (algorithm, e2e)"
+                matches!(*p, "algorithm" | "e2e" | "e2e-separate" | ""),
+                "SCHED_BENCH_PHASES: unknown phase {p:?} (algorithm, e2e, e2e-separate)"
             );
         }
         Config {
@@ -108,6 +112,7 @@ impl Config {
             pods: env_or("SCHED_BENCH_PODS", 10000),
             algorithm: phases.contains(&"algorithm"),
             e2e: phases.contains(&"e2e"),
+            e2e_separate: phases.contains(&"e2e-separate"),
             node_concurrency: env_or("SCHED_BENCH_NODE_CONCURRENCY", 32usize).max(1),
             pod_concurrency: env_or("SCHED_BENCH_POD_CONCURRENCY", 64usize).max(1),
             timeout: Duration::from_secs_f64(env_or("SCHED_BENCH_TIMEOUT_SECS", 300.0)),
@@ -608,7 +613,17 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     buf.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `skiff server` (embedded store, no in-process scheduler) and, once started,
+/// Where the scheduler runs in an end-to-end run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SchedulerIn {
+    /// Inside `skiff server`, as it runs by default (a client of the API through the
+    /// server's router, no TCP connection).
+    Server,
+    /// A separate `skiff scheduler` process connected through the kubeconfig.
+    Process,
+}
+
+/// `skiff server` (embedded store) and, for [`SchedulerIn::Process`], once started,
 /// `skiff scheduler`. Fields drop in order: the scheduler first, then the server, then the
 /// temporary directory.
 struct Cluster {
@@ -619,7 +634,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start_server(binary: &Path) -> Cluster {
+    fn start_server(binary: &Path, scheduler_in: SchedulerIn) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("skiff-sched-bench-")
             .tempdir()
@@ -636,7 +651,11 @@ impl Cluster {
                 data.to_str().expect("utf-8 temp path"),
                 "--listen",
                 &listen,
-                "--scheduler=false",
+                if scheduler_in == SchedulerIn::Server {
+                    "--scheduler=true"
+                } else {
+                    "--scheduler=false"
+                },
             ],
             dir.path().join("server.log"),
         );
@@ -714,6 +733,7 @@ impl Drop for PerfRecord {
 
 #[derive(Default)]
 struct E2eResult {
+    scheduler_in: Option<SchedulerIn>,
     node_create: Duration,
     node_errors: usize,
     pods: usize,
@@ -741,15 +761,17 @@ struct E2eResult {
     lease_failures: u64,
 }
 
-async fn e2e_phase(cfg: &Config) -> E2eResult {
+async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
     let mut r = E2eResult {
         pods: cfg.pods,
+        scheduler_in: Some(scheduler_in),
         ..Default::default()
     };
     let binary = cfg.binary.clone();
-    let mut cluster = tokio::task::spawn_blocking(move || Cluster::start_server(&binary))
-        .await
-        .expect("server start");
+    let mut cluster =
+        tokio::task::spawn_blocking(move || Cluster::start_server(&binary, scheduler_in))
+            .await
+            .expect("server start");
     let client = cluster.client();
     Api::<Namespace>::all(client.clone())
         .create(
@@ -811,8 +833,10 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
         )
     });
 
-    eprintln!("  starting the scheduler");
-    cluster.start_scheduler(&cfg.binary);
+    if scheduler_in == SchedulerIn::Process {
+        eprintln!("  starting the scheduler");
+        cluster.start_scheduler(&cfg.binary);
+    }
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // A warm-up pod proves the scheduler is up with its watches running.
     pods_api
@@ -829,7 +853,7 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
         if p.spec.and_then(|s| s.node_name).is_some() {
             break;
         }
-        let sched = cluster.scheduler.as_mut().expect("scheduler");
+        let sched = cluster.scheduler.as_mut().unwrap_or(&mut cluster.server);
         if Instant::now() > deadline || sched.exited() {
             panic!(
                 "the warm-up pod was not scheduled in 60s; the scheduler's log:\n{}",
@@ -1038,8 +1062,8 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
                 cluster
                     .scheduler
                     .as_ref()
-                    .map(Supervised::log_tail)
-                    .unwrap_or_default()
+                    .unwrap_or(&cluster.server)
+                    .log_tail()
             );
         }
     }
@@ -1050,6 +1074,15 @@ async fn e2e_phase(cfg: &Config) -> E2eResult {
 }
 
 // ---- output ----
+
+impl E2eResult {
+    fn setup(&self) -> &'static str {
+        match self.scheduler_in {
+            Some(SchedulerIn::Process) => "skiff server (embedded) + a skiff scheduler process",
+            _ => "skiff server (embedded) running its own scheduler (the default)",
+        }
+    }
+}
 
 fn print_algorithm(cfg: &Config, a: &AlgorithmResult) {
     let mut t = table(vec![
@@ -1149,9 +1182,11 @@ fn print_e2e(cfg: &Config, e: &E2eResult) {
     align(&mut t, 0);
     print_section(
         format!(
-            "2. End to end: skiff server (embedded) + skiff scheduler, {} node creates and {} pod \
-             creates in flight; e2e = pods bound / (first pod create → last binding seen on a watch)",
-            cfg.node_concurrency, cfg.pod_concurrency
+            "2. End to end: {}, {} node creates and {} pod creates in flight; e2e = pods bound / \
+             (first pod create → last binding seen on a watch)",
+            e.setup(),
+            cfg.node_concurrency,
+            cfg.pod_concurrency
         ),
         &t,
     );
@@ -1160,16 +1195,24 @@ fn print_e2e(cfg: &Config, e: &E2eResult) {
         "CPU during the pod phase",
         "RSS at end MiB",
     ]);
+    let in_server = e.scheduler_in == Some(SchedulerIn::Server);
     t.add_row(vec![
-        "skiff server".to_string(),
+        if in_server {
+            "skiff server (with its scheduler)"
+        } else {
+            "skiff server"
+        }
+        .to_string(),
         per_pod(e.cpu_server, e.pods),
         e.rss_server.map_or("-".into(), |m| format!("{m:.0}")),
     ]);
-    t.add_row(vec![
-        "skiff scheduler".to_string(),
-        per_pod(e.cpu_scheduler, e.pods),
-        e.rss_scheduler.map_or("-".into(), |m| format!("{m:.0}")),
-    ]);
+    if !in_server {
+        t.add_row(vec![
+            "skiff scheduler".to_string(),
+            per_pod(e.cpu_scheduler, e.pods),
+            e.rss_scheduler.map_or("-".into(), |m| format!("{m:.0}")),
+        ]);
+    }
     t.add_row(vec![
         "benchmark client".to_string(),
         per_pod(e.cpu_bench, e.pods),
@@ -1221,14 +1264,16 @@ fn print_e2e(cfg: &Config, e: &E2eResult) {
     }
 }
 
-fn print_targets(cfg: &Config, a: Option<&AlgorithmResult>, e: Option<&E2eResult>) {
+fn print_targets(cfg: &Config, a: Option<&AlgorithmResult>, runs: &[E2eResult]) {
     let mut t = table(vec!["target", "measured", "result"]);
-    if let Some(e) = e {
+    for e in runs {
         let r = rate(e.scheduled, e.to_last_bound);
         t.add_row(vec![
             format!(
-                "end to end ≥ {TARGET_PODS_PER_SEC:.0} pods/s ({} nodes, {} pods, all bound)",
-                cfg.nodes, cfg.pods
+                "end to end ≥ {TARGET_PODS_PER_SEC:.0} pods/s ({} nodes, {} pods, all bound; {})",
+                cfg.nodes,
+                cfg.pods,
+                e.setup()
             ),
             format!("{r:.0} pods/s"),
             pass(r >= TARGET_PODS_PER_SEC && e.scheduled == e.pods && !e.timed_out).to_string(),
@@ -1272,14 +1317,24 @@ fn main() {
     if let Some(a) = &algorithm {
         print_algorithm(&cfg, a);
     }
-    let e2e = cfg.e2e.then(|| {
-        eprintln!("== end to end");
+    let mut runs = Vec::new();
+    for (wanted, scheduler_in) in [
+        (cfg.e2e, SchedulerIn::Server),
+        (cfg.e2e_separate, SchedulerIn::Process),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let run = E2eResult {
+            scheduler_in: Some(scheduler_in),
+            ..Default::default()
+        };
+        eprintln!("== end to end: {}", run.setup());
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-        runtime.block_on(e2e_phase(&cfg))
-    });
-    if let Some(e) = &e2e {
-        print_e2e(&cfg, e);
+        let run = runtime.block_on(e2e_phase(&cfg, scheduler_in));
+        print_e2e(&cfg, &run);
+        runs.push(run);
     }
-    print_targets(&cfg, algorithm.as_ref(), e2e.as_ref());
+    print_targets(&cfg, algorithm.as_ref(), &runs);
     println!("\nload average at end: {}", load_average());
 }
