@@ -847,6 +847,14 @@ fn recover(dir: &Path) -> Result<Recovered> {
         Some(start) => start,
         None if segments.is_empty() && snapshots.is_empty() => {
             let active = ActiveSegment::create(dir, 1, 1)?;
+            // The directory itself may be new: make its entry durable too.
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if let Err(e) = wal::sync_dir(parent) {
+                tracing::warn!(error = %e, "cannot sync the store directory's parent");
+            }
             return Ok(Recovered {
                 mem,
                 active,
@@ -1190,10 +1198,11 @@ impl Writer {
                         // Compacting to an already compacted revision is a no-op, as in etcd
                         // once the error for it is ignored.
                         if target > compacted {
-                            wal::encode(&mut self.buf, &Record::Compact { target })?;
-                            compacted = target;
+                            wal::encode(&mut self.buf, &Record::Compact { target })
+                                .map(|()| compacted = target)
+                        } else {
+                            Ok(())
                         }
-                        Ok(())
                     };
                     replies.push(Reply::Compact(reply, result));
                 }
@@ -1221,7 +1230,16 @@ impl Writer {
                         last: current,
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot start a new WAL segment"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a new WAL segment");
+                    // A segment file left behind would claim the revisions still being
+                    // appended here; if it could not be removed, take no more writes.
+                    let name = wal::segment_name(self.active.seq + 1, current + 1);
+                    if self.shared.dir.join(name).exists() {
+                        self.failed = Some(format!("a failed segment start left a file: {e}"));
+                        self.shared.commits_ok.store(false, Ordering::Release);
+                    }
+                }
             }
         }
 
