@@ -353,15 +353,16 @@ impl Mem {
     }
 }
 
-/// A write request before its guard has been checked.
+/// A write request before its guard has been checked. The caller makes the shared copy of
+/// the value, so the writer thread copies value bytes only into the WAL.
 enum WriteOp {
     Create {
         key: String,
-        value: Vec<u8>,
+        value: Arc<[u8]>,
     },
     Update {
         key: String,
-        value: Vec<u8>,
+        value: Arc<[u8]>,
         expected: Revision,
     },
     Delete {
@@ -380,11 +381,14 @@ impl WriteOp {
     }
 }
 
-/// What a write came to: the new key-value (or, for a delete, the deleted one) and the
-/// revision of the write.
+/// What a write came to: the request's key back, the revision of the write and, for a put,
+/// the key's create revision or, for a delete, the deleted value. The caller builds its answer
+/// from it, keeping that work off the writer thread.
 struct Written {
-    kv: KeyValue,
+    key: String,
     revision: Revision,
+    create_revision: Revision,
+    prev: Option<Val>,
 }
 
 /// What the writer thread is asked to do.
@@ -508,6 +512,17 @@ impl EmbeddedStore {
     }
 }
 
+impl Written {
+    fn into_put(self, value: Vec<u8>) -> KeyValue {
+        KeyValue {
+            key: self.key,
+            value,
+            create_revision: self.create_revision,
+            mod_revision: self.revision,
+        }
+    }
+}
+
 fn writer_gone() -> StorageError {
     StorageError::Unavailable("embedded store writer has stopped".into())
 }
@@ -574,21 +589,21 @@ impl Storage for EmbeddedStore {
         let written = self
             .write(WriteOp::Create {
                 key: key.to_owned(),
-                value,
+                value: Arc::from(value.as_slice()),
             })
             .await?;
-        Ok(written.kv)
+        Ok(written.into_put(value))
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<KeyValue> {
         let written = self
             .write(WriteOp::Update {
                 key: key.to_owned(),
-                value,
+                value: Arc::from(value.as_slice()),
                 expected,
             })
             .await?;
-        Ok(written.kv)
+        Ok(written.into_put(value))
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
@@ -598,7 +613,10 @@ impl Storage for EmbeddedStore {
                 expected,
             })
             .await?;
-        Ok((written.kv, written.revision))
+        let prev = written.prev.ok_or_else(|| {
+            StorageError::Internal("embedded store: a delete without a previous value".into())
+        })?;
+        Ok((prev.to_kv(&written.key), written.revision))
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
@@ -1377,8 +1395,10 @@ fn propose(
                 });
             }
             let written = Written {
-                kv: cur.to_kv(&name),
+                key: name,
                 revision,
+                create_revision: cur.create_revision,
+                prev: Some(cur.clone()),
             };
             let entry = Entry {
                 revision,
@@ -1391,29 +1411,25 @@ fn propose(
     }
 }
 
-/// The entry and answer of a put. The caller's key and value buffers go back in the answer;
-/// the stored value is a shared copy.
+/// The entry and answer of a put.
 fn put(
     key: Arc<str>,
     name: String,
-    value: Vec<u8>,
+    value: Arc<[u8]>,
     create_revision: Revision,
     revision: Revision,
     prev: Option<Val>,
 ) -> (Entry, Written) {
     let val = Val {
-        value: Arc::from(value.as_slice()),
+        value,
         create_revision,
         mod_revision: revision,
     };
     let written = Written {
-        kv: KeyValue {
-            key: name,
-            value,
-            create_revision,
-            mod_revision: revision,
-        },
+        key: name,
         revision,
+        create_revision,
+        prev: None,
     };
     let entry = Entry {
         revision,
