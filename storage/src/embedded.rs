@@ -39,7 +39,9 @@
 //! its key, new value and the key's previous value (which lets a watch report it and a list at
 //! an older revision undo the entry). Keys are `Arc<str>` and values `Arc<[u8]>`, each stored
 //! once and shared by the state, the entry that wrote it and the entry that replaced it.
-//! Compaction pops entries below the compacted revision, freeing values nothing else holds.
+//! Compaction pops entries below the compacted revision, freeing values nothing else holds;
+//! until then the history grows with every write, so memory use follows how much history is
+//! retained ([`EmbeddedOptions::retain_revisions`] or the caller's compactions).
 //!
 //! # Files
 //!
@@ -48,8 +50,8 @@
 //! * `LOCK`, locked (`flock`) while a store has the directory open;
 //! * WAL segments, `<seq>-<first revision>.wal`; the writer starts a new segment once the
 //!   current one reaches [`EmbeddedOptions::segment_bytes`] (record format in `wal.rs`);
-//! * at most one snapshot, `<revision>.snap`: the state as of that revision (format in
-//!   `snapshot.rs`).
+//! * one snapshot, `<revision>.snap` (two for a moment while a new one replaces the old):
+//!   the state as of that revision (format in `snapshot.rs`).
 //!
 //! A snapshot holds the state as of revision `compacted - 1`, never later, so that the history
 //! retained in memory (the entries from `compacted` on, each with its previous value) can
@@ -67,8 +69,11 @@
 //! revisions follow each other with no gap. A bad record at the very end of the newest segment,
 //! with no valid record after it, is the torn tail of a batch whose `fdatasync` never returned,
 //! so none of it was acknowledged: it is cut off (the file truncated and synced) and the store
-//! opens. A bad record anywhere else — in an older segment, or followed by valid records — is
-//! damage to data that may have been acknowledged, and opening fails rather than skip it.
+//! opens (whole records of that batch before the tear stay, as unacknowledged writes may). A
+//! bad record anywhere else — in an older segment, or followed by a valid record anywhere
+//! after it — is damage to data that may have been acknowledged, and opening fails rather
+//! than skip it. (The one case this cannot tell apart: the very last record of the newest
+//! segment damaged at rest looks like a torn write and is cut off.)
 
 mod snapshot;
 mod wal;

@@ -6,7 +6,8 @@
 //!
 //! Many concurrent tasks create and then update keys with ~3 KB values (the size of a pod's
 //! JSON), then read them back. It prints writes/s and the CPU time per write of the whole
-//! process and of the store's writer thread (from `/proc`), and the CPU time per `get`.
+//! process and of the store's writer thread (from `/proc`), the CPU time per `get`, and the
+//! process's resident memory at the end (all history retained: no compaction).
 //! Knobs: `SKIFF_TP_WRITES` [20000] writes in all (half creates, half updates),
 //! `SKIFF_TP_TASKS` [64] concurrent tasks.
 
@@ -45,6 +46,17 @@ fn thread_cpu(name: &str) -> Option<Duration> {
         }
     }
     None
+}
+
+/// The resident set size of this process, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
 }
 
 fn value(i: usize, round: usize) -> Vec<u8> {
@@ -148,6 +160,11 @@ fn embedded_write_throughput() {
             wall.as_secs_f64(),
             n / wall.as_secs_f64(),
             (cpu1 - cpu0).as_secs_f64() * 1e6 / n,
+        );
+        println!(
+            "RSS {:.0} MiB with {keys} keys and {} writes of history retained",
+            rss_mib(),
+            keys * 2
         );
     });
 }
