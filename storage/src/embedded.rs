@@ -1,57 +1,109 @@
-//! The embedded durable store, Skiff's default backend, built on [`redb`].
+//! The embedded durable store, Skiff's default backend: an in-memory state machine made
+//! durable by an append-only write-ahead log (WAL) and periodic snapshots — the storage model
+//! of etcd's raft, so that raft can later replicate exactly this log.
 //!
-//! The store is shaped as an ordered log applied to a state machine, so that raft can later
-//! replicate the same log:
+//! # Why a WAL and snapshots
 //!
-//! * every write is first *proposed*: its guard is checked against the current state and, if it
-//!   passes, it becomes a log entry with the next revision (a failed guard consumes no
-//!   revision and writes nothing);
-//! * the entry is then *applied*: appended to the `log` table and folded into the `state`
-//!   table, in the same redb transaction that also records the new revision in `meta`.
+//! A write must be durable before it is acknowledged, and the cheapest durable write is an
+//! append: one `write` of a batch's records and one `fdatasync`. Everything else (the current
+//! state, the history that watches and lists at past revisions need) lives in memory, where
+//! reads cost a map lookup and never touch the disk. A B-tree store would instead rewrite and
+//! flush many pages per commit. The price is that the whole key space and its retained history
+//! must fit in memory (values are shared between the state and the history, see below), and
+//! that opening replays the log, which snapshots bound.
+//!
+//! # Writes
+//!
+//! The store is an ordered log applied to a state machine:
+//!
+//! * every write is first *proposed*: its guard (create-if-absent, update or delete at an
+//!   expected mod revision) is checked against the current state plus the earlier writes of
+//!   its batch and, if it passes, it becomes a log entry with the next revision (a failed guard
+//!   consumes no revision and writes nothing);
+//! * the entries are then *appended* to the WAL and synced;
+//! * and only then *applied*: folded into the in-memory state (key → value) and appended to the
+//!   in-memory history.
 //!
 //! One writer thread owns all writes. It drains whatever requests are pending (group commit),
-//! proposes and applies each in one transaction, commits with [`redb::Durability::Immediate`]
-//! (so a single fsync covers the whole batch), publishes the new entries to watchers, and only
-//! then acknowledges each request. An acknowledged write therefore survives `kill -9`.
+//! proposes each, appends all of the batch's records with one `write`, calls `fdatasync` once,
+//! applies them, publishes them to watchers, and only then acknowledges each request. An
+//! acknowledged write is therefore on stable storage and survives `kill -9` or a power loss.
+//! Compactions are log records too (they consume no revision), so compaction is as durable as
+//! writes. If appending or syncing fails, the writer stops accepting writes (every later one
+//! fails and the store reports not ready) until the store is reopened: after a failed
+//! `fdatasync` nothing can be known about what reached the disk.
 //!
-//! The log is the retained history: lists at past revisions undo the newer entries, watches
-//! replay it, and compaction trims it from the front.
+//! # Memory
+//!
+//! The state is a `BTreeMap` from key to value; the history is a queue of entries, each holding
+//! its key, new value and the key's previous value (which lets a watch report it and a list at
+//! an older revision undo the entry). Keys are `Arc<str>` and values `Arc<[u8]>`, each stored
+//! once and shared by the state, the entry that wrote it and the entry that replaced it.
+//! Compaction pops entries below the compacted revision, freeing values nothing else holds;
+//! until then the history grows with every write, so memory use follows how much history is
+//! retained ([`EmbeddedOptions::retain_revisions`] or the caller's compactions).
+//!
+//! # Files
+//!
+//! The directory given to [`EmbeddedStore::open`] holds
+//!
+//! * `LOCK`, locked (`flock`) while a store has the directory open;
+//! * WAL segments, `<seq>-<first revision>.wal`; the writer starts a new segment once the
+//!   current one reaches [`EmbeddedOptions::segment_bytes`] (record format in `wal.rs`);
+//! * one snapshot, `<revision>.snap` (two for a moment while a new one replaces the old):
+//!   the state as of that revision (format in `snapshot.rs`).
+//!
+//! A snapshot holds the state as of revision `compacted - 1`, never later, so that the history
+//! retained in memory (the entries from `compacted` on, each with its previous value) can
+//! always be rebuilt by replaying the WAL after the snapshot onto it. The writer takes one,
+//! in a background thread, when compaction has left a whole closed segment below it — so at
+//! most once per `segment_bytes` of WAL — writing it to a temporary file, syncing it, renaming
+//! it into place and syncing the directory; it then deletes the segments the snapshot covers
+//! and the older snapshot. Disk use is thus the state at the compacted revision plus the WAL
+//! of the retained history and of the segment in progress.
+//!
+//! # Recovery
+//!
+//! Opening loads the newest readable snapshot (or starts empty), then replays every WAL
+//! record after its revision, in segment order, checking each record's checksum and that the
+//! revisions follow each other with no gap. A bad record at the very end of the newest segment,
+//! with no valid record after it, is the torn tail of a batch whose `fdatasync` never returned,
+//! so none of it was acknowledged: it is cut off (the file truncated and synced) and the store
+//! opens (whole records of that batch before the tear stay, as unacknowledged writes may). A
+//! bad record anywhere else — in an older segment, or followed by a valid record anywhere
+//! after it — is damage to data that may have been acknowledged, and opening fails rather
+//! than skip it. (The one case this cannot tell apart: the very last record of the newest
+//! segment damaged at rest looks like a torn write and is cut off.)
 
-use std::collections::{BTreeMap, VecDeque};
+mod snapshot;
+mod wal;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
     KeyValue, ListOptions, ListResult, Result, Revision, Storage, StorageError, WatchEvent,
     WatchStream,
 };
+use wal::{ActiveSegment, Record};
 
-/// Current state: key → encoded [`StoredValue`].
-const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-/// The retained log: revision → encoded [`LogEntry`].
-const LOG: TableDefinition<i64, &[u8]> = TableDefinition::new("log");
-/// Store-wide counters, see the `META_*` keys.
-const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+/// The lock file inside the store directory.
+const LOCK_FILE: &str = "LOCK";
 
-/// The revision of the last applied log entry.
-const META_REVISION: &str = "revision";
-/// Log entries below this revision have been deleted.
-const META_COMPACTED: &str = "compacted";
+/// How many history entries a catching-up watcher looks at per step (under the read lock).
+const REPLAY_CHUNK: usize = 4096;
 
-/// The database file inside the directory given to [`EmbeddedStore::open`].
-const DB_FILE: &str = "skiff.redb";
-
-/// How many log entries a watcher reads from disk at a time while catching up; bounds the
-/// memory a far-behind watcher holds.
-const REPLAY_CHUNK: usize = 512;
+/// The write buffer is given back to the allocator after a batch larger than this.
+const KEEP_BUFFER: usize = 1 << 20;
 
 /// Tuning for [`EmbeddedStore`].
 #[derive(Debug, Clone)]
@@ -61,15 +113,15 @@ pub struct EmbeddedOptions {
     pub retain_revisions: u64,
     /// How often the writer checks whether automatic compaction is due.
     pub compaction_interval: Duration,
-    /// The most write requests committed together in one transaction (one fsync).
+    /// The most write requests committed together in one WAL write (one fsync).
     pub max_batch: usize,
     /// How many committed batches a watcher may fall behind before it has to re-read them
-    /// from the log on disk (it never loses them while they are retained).
+    /// from the history (it never loses them while they are retained).
     pub watch_buffer: usize,
-    /// Save redb's allocator state with every commit (and commit in two phases), making the
-    /// first open after a crash almost instant instead of a walk over the whole file, at some
-    /// cost per commit. Group commit amortises that cost across a batch.
-    pub quick_repair: bool,
+    /// The size at which the writer closes a WAL segment and starts the next one. Compacted
+    /// closed segments are folded into a snapshot and deleted, so this is also the least WAL
+    /// written between two snapshots.
+    pub segment_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -79,7 +131,7 @@ impl Default for EmbeddedOptions {
             compaction_interval: Duration::from_secs(60),
             max_batch: 1024,
             watch_buffer: 1024,
-            quick_repair: false,
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -87,64 +139,235 @@ impl Default for EmbeddedOptions {
 /// The embedded durable MVCC store. See the [module docs](self) for its design.
 ///
 /// Dropping the store stops its writer thread after it has committed every request already
-/// sent. The database file stays locked until the last open watch stream is dropped too, so
-/// drop watch streams before reopening the same directory.
+/// sent (and finished a snapshot in progress) and unlocks the directory, which can then be
+/// opened again; open watch streams end with [`StorageError::Unavailable`].
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Arc<Vec<LogEntry>>>,
+    events: broadcast::Sender<Batch>,
     writer: Option<JoinHandle<()>>,
 }
 
+/// A committed batch's entries, as published to watchers.
+type Batch = Arc<Vec<Entry>>;
+
 /// What the async front end, the writer thread and the watch streams share.
 struct Shared {
-    db: Database,
-    path: PathBuf,
-    /// Newest committed revision; set by the writer after each commit, before acknowledging.
+    dir: PathBuf,
+    /// The state and history. The writer is the only one that changes it, under the write
+    /// lock, after the changes are durable.
+    mem: RwLock<Mem>,
+    /// Newest applied revision (as `mem.current`, readable without the lock).
     current: AtomicI64,
-    /// Oldest revision still readable (log entries below it are gone).
+    /// Oldest readable revision (as `mem.compacted`).
     compacted: AtomicI64,
     /// Cleared if the writer thread stops, so `ready()` reports a dead store.
     writer_alive: AtomicBool,
-    /// Whether the last commit succeeded; a store that cannot commit is not ready.
+    /// Cleared when a WAL write fails; the store then takes no more writes.
     commits_ok: AtomicBool,
 }
 
-/// A value as stored in the `state` table.
-struct StoredValue {
+impl Shared {
+    fn mem(&self) -> Result<RwLockReadGuard<'_, Mem>> {
+        // Only the writer takes the write lock, so poison means it died mid-apply.
+        self.mem
+            .read()
+            .map_err(|_| StorageError::Internal("embedded store: writer died mid-apply".into()))
+    }
+}
+
+/// One version of a key's value. Cheap to clone: the bytes are shared.
+#[derive(Debug, Clone)]
+struct Val {
+    value: Arc<[u8]>,
     create_revision: Revision,
     mod_revision: Revision,
-    value: Vec<u8>,
 }
 
-/// One write in the log. `prev` is the key's value before it, which both lets a watch report
-/// previous values and lets a list at an older revision undo the entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LogEntry {
+impl Val {
+    fn to_kv(&self, key: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: self.value.to_vec(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+        }
+    }
+}
+
+/// One write in the log: a put (`put` set, its `mod_revision` is `revision`) or a delete.
+/// `prev` is the key's value before it.
+#[derive(Debug, Clone)]
+struct Entry {
     revision: Revision,
-    key: String,
-    op: LogOp,
-    prev: Option<KeyValue>,
+    key: Arc<str>,
+    put: Option<Val>,
+    prev: Option<Val>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum LogOp {
-    Put {
-        value: Vec<u8>,
-        create_revision: Revision,
-    },
-    Delete,
+impl Entry {
+    fn record(&self) -> Record<'_> {
+        match &self.put {
+            Some(val) => Record::Put {
+                revision: self.revision,
+                create_revision: val.create_revision,
+                key: &self.key,
+                value: &val.value,
+            },
+            None => Record::Delete {
+                revision: self.revision,
+                key: &self.key,
+            },
+        }
+    }
+
+    fn to_event(&self) -> WatchEvent {
+        let prev = self.prev.as_ref().map(|p| p.to_kv(&self.key));
+        match &self.put {
+            Some(val) => WatchEvent::Put {
+                kv: val.to_kv(&self.key),
+                prev,
+            },
+            None => WatchEvent::Delete {
+                prev: prev.unwrap_or_else(|| KeyValue {
+                    key: self.key.to_string(),
+                    value: Vec::new(),
+                    create_revision: 0,
+                    mod_revision: 0,
+                }),
+                revision: self.revision,
+            },
+        }
+    }
 }
 
-/// A write request before its guard has been checked.
+/// The state machine: current state and retained history.
+#[derive(Default)]
+struct Mem {
+    state: BTreeMap<Arc<str>, Val>,
+    /// The entries from `max(compacted, 1)` to `current`, with consecutive revisions.
+    history: VecDeque<Entry>,
+    current: Revision,
+    compacted: Revision,
+}
+
+impl Mem {
+    /// Folds the next entry into the state and appends it to the history. Deterministic given
+    /// the entry, so a replica fed the same log reaches the same state.
+    fn apply(&mut self, entry: Entry) {
+        match &entry.put {
+            Some(val) => {
+                self.state.insert(entry.key.clone(), val.clone());
+            }
+            None => {
+                self.state.remove(&*entry.key);
+            }
+        }
+        self.current = entry.revision;
+        self.history.push_back(entry);
+    }
+
+    /// Forgets the history below `target`.
+    fn compact(&mut self, target: Revision) {
+        if target <= self.compacted {
+            return;
+        }
+        self.compacted = target;
+        while self.history.front().is_some_and(|e| e.revision < target) {
+            self.history.pop_front();
+        }
+        let (len, capacity) = (self.history.len(), self.history.capacity());
+        if capacity > 1024 && capacity / 4 > len {
+            self.history.shrink_to(len * 2);
+        }
+    }
+
+    /// The position in the history of the entry at `revision` (clamped to the history).
+    fn history_index(&self, revision: Revision) -> usize {
+        match self.history.front() {
+            None => 0,
+            Some(front) => usize::try_from(revision - front.revision)
+                .unwrap_or(0)
+                .min(self.history.len()),
+        }
+    }
+
+    /// At most `want` keys under `prefix` and after `start_after`, in key order, with their
+    /// values as of revision `at`, which must not be below the history's start minus one.
+    ///
+    /// The state holds the newest value of every key; for an older revision the entries in
+    /// `(at, current]` are undone: the first such entry for a key carries, in `prev`, the key's
+    /// value as of `at`.
+    fn collect_at(
+        &self,
+        at: Revision,
+        prefix: &str,
+        start_after: Option<&str>,
+        want: usize,
+    ) -> Vec<(Arc<str>, Val)> {
+        let in_range =
+            |key: &str| key.starts_with(prefix) && start_after.is_none_or(|after| key > after);
+        // Keys changed after `at` → their value as of `at` (None: absent then).
+        let mut undone: BTreeMap<&str, (&Arc<str>, Option<&Val>)> = BTreeMap::new();
+        if at < self.current {
+            for entry in self.history.range(self.history_index(at + 1)..) {
+                if in_range(&entry.key) {
+                    undone
+                        .entry(&*entry.key)
+                        .or_insert((&entry.key, entry.prev.as_ref()));
+                }
+            }
+        }
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut from_state = self
+            .state
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .peekable();
+        let mut from_log = undone.into_iter().peekable();
+
+        // Merge the two key-ordered sources; on the same key the undone value wins.
+        let mut out = Vec::new();
+        while out.len() < want {
+            let take_log = match (from_state.peek(), from_log.peek()) {
+                (None, None) => break,
+                (Some((state_key, _)), Some((log_key, _))) => {
+                    let state_key: &str = state_key;
+                    if state_key == *log_key {
+                        from_state.next();
+                        true
+                    } else {
+                        *log_key < state_key
+                    }
+                }
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if take_log {
+                if let Some((_, (key, Some(val)))) = from_log.next() {
+                    out.push((key.clone(), val.clone()));
+                }
+            } else if let Some((key, val)) = from_state.next() {
+                out.push((key.clone(), val.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// A write request before its guard has been checked. The caller makes the shared copy of
+/// the value, so the writer thread copies value bytes only into the WAL.
 enum WriteOp {
     Create {
         key: String,
-        value: Vec<u8>,
+        value: Arc<[u8]>,
     },
     Update {
         key: String,
-        value: Vec<u8>,
+        value: Arc<[u8]>,
         expected: Revision,
     },
     Delete {
@@ -153,79 +376,105 @@ enum WriteOp {
     },
 }
 
+impl WriteOp {
+    fn key(&self) -> &str {
+        match self {
+            WriteOp::Create { key, .. }
+            | WriteOp::Update { key, .. }
+            | WriteOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// What a write came to: the request's key back, the revision of the write and, for a put,
+/// the key's create revision or, for a delete, the deleted value. The caller builds its answer
+/// from it, keeping that work off the writer thread.
+struct Written {
+    key: String,
+    revision: Revision,
+    create_revision: Revision,
+    prev: Option<Val>,
+}
+
 /// What the writer thread is asked to do.
 enum Command {
-    Write(WriteOp, oneshot::Sender<Result<LogEntry>>),
+    Write(WriteOp, oneshot::Sender<Result<Written>>),
     Compact(Revision, oneshot::Sender<Result<()>>),
     Shutdown,
 }
 
-/// A command's request part, handled inside the batch transaction.
-enum Request {
-    Write(WriteOp),
-    Compact(Revision),
-}
-
-/// A command's reply part, answered only once its batch is durable.
+/// A request's reply channel with its answer, sent once the batch is durable.
 enum Reply {
-    Write(oneshot::Sender<Result<LogEntry>>),
-    Compact(oneshot::Sender<Result<()>>),
+    Write(oneshot::Sender<Result<Written>>, Result<Written>),
+    Compact(oneshot::Sender<Result<()>>, Result<()>),
 }
 
-/// What a request came to, in the order of the batch.
-enum Outcome {
-    Write(Result<LogEntry>),
-    Compact(Result<()>),
-}
+impl Reply {
+    fn send(self) {
+        // A dropped receiver means the caller stopped waiting; the write stands anyway.
+        match self {
+            Reply::Write(tx, result) => {
+                let _ = tx.send(result);
+            }
+            Reply::Compact(tx, result) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
 
-/// A committed batch.
-struct Committed {
-    revision: Revision,
-    compacted: Revision,
-    entries: Vec<LogEntry>,
-    outcomes: Vec<Outcome>,
-}
-
-fn db_err<E: Into<redb::Error>>(e: E) -> StorageError {
-    StorageError::Internal(format!("embedded store: {}", e.into()))
-}
-
-fn corrupt(what: &str) -> StorageError {
-    StorageError::Internal(format!("embedded store: corrupt {what}"))
+    fn fail(self, err: &StorageError) {
+        let err = || StorageError::Internal(err.to_string());
+        match self {
+            Reply::Write(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+            Reply::Compact(tx, _) => {
+                let _ = tx.send(Err(err()));
+            }
+        }
+    }
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `dir`, in the file `dir/skiff.redb`, and starts
-    /// its writer thread. Reopening a directory keeps every key, the history not yet compacted
-    /// and the revision counter.
+    /// Opens (creating if needed) the store in the directory `dir` and starts its writer
+    /// thread. Reopening a directory keeps every key, the history not yet compacted and the
+    /// revision counter. Fails if another store has the directory open, or if the WAL is
+    /// damaged anywhere but in its torn tail (see the [module docs](self)).
     pub fn open(dir: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StorageError::Internal(format!("creating store directory {}: {e}", dir.display()))
-        })?;
-        let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| {
-            StorageError::Internal(format!("opening store {}: {e}", path.display()))
+        std::fs::create_dir_all(dir).map_err(|e| wal::io_error("creating", dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| wal::io_error("opening", &lock_path, e))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => {
+                StorageError::Internal(format!("embedded store {} is already open", dir.display()))
+            }
+            std::fs::TryLockError::Error(e) => wal::io_error("locking", &lock_path, e),
         })?;
 
-        // Create the tables up front so read transactions can always open them.
-        let txn = db.begin_write().map_err(db_err)?;
-        let (revision, compacted) = {
-            txn.open_table(STATE).map_err(db_err)?;
-            txn.open_table(LOG).map_err(db_err)?;
-            let meta = txn.open_table(META).map_err(db_err)?;
-            (
-                read_meta(&meta, META_REVISION)?,
-                read_meta(&meta, META_COMPACTED)?,
-            )
-        };
-        txn.commit().map_err(db_err)?;
-        tracing::info!(path = %path.display(), revision, compacted, "opened embedded store");
+        let started = Instant::now();
+        let recovered = recover(dir)?;
+        let mem = recovered.mem;
+        tracing::info!(
+            dir = %dir.display(),
+            revision = mem.current,
+            compacted = mem.compacted,
+            keys = mem.state.len(),
+            history = mem.history.len(),
+            segments = recovered.closed.len() + 1,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "opened embedded store"
+        );
 
         let shared = Arc::new(Shared {
-            db,
-            path,
-            current: AtomicI64::new(revision),
-            compacted: AtomicI64::new(compacted),
+            dir: dir.to_owned(),
+            current: AtomicI64::new(mem.current),
+            compacted: AtomicI64::new(mem.compacted),
+            mem: RwLock::new(mem),
             writer_alive: AtomicBool::new(true),
             commits_ok: AtomicBool::new(true),
         });
@@ -235,6 +484,12 @@ impl EmbeddedStore {
             shared: shared.clone(),
             events: events.clone(),
             opts,
+            _lock: lock,
+            active: recovered.active,
+            closed: recovered.closed,
+            buf: Vec::new(),
+            failed: None,
+            snapshot_job: None,
         };
         let writer = std::thread::Builder::new()
             .name("skiff-storage-writer".into())
@@ -248,28 +503,28 @@ impl EmbeddedStore {
         })
     }
 
-    /// The database file this store uses.
+    /// The directory this store keeps its files in.
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.shared.dir
     }
 
-    async fn write(&self, op: WriteOp) -> Result<LogEntry> {
+    async fn write(&self, op: WriteOp) -> Result<Written> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Write(op, reply))
             .map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
+}
 
-    async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Shared) -> Result<T> + Send + 'static,
-    {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || f(&shared))
-            .await
-            .map_err(|e| StorageError::Internal(format!("read task failed: {e}")))?
+impl Written {
+    fn into_put(self, value: Vec<u8>) -> KeyValue {
+        KeyValue {
+            key: self.key,
+            value,
+            create_revision: self.create_revision,
+            mod_revision: self.revision,
+        }
     }
 }
 
@@ -279,7 +534,7 @@ fn writer_gone() -> StorageError {
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        // The writer commits everything queued before the shutdown, then releases the database.
+        // The writer commits everything queued before the shutdown, then releases the lock.
         let _ = self.commands.send(Command::Shutdown);
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()
@@ -292,62 +547,86 @@ impl Drop for EmbeddedStore {
 #[async_trait]
 impl Storage for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let key = key.to_owned();
-        self.read(move |shared| {
-            let txn = shared.db.begin_read().map_err(db_err)?;
-            let state = txn.open_table(STATE).map_err(db_err)?;
-            let found = state.get(key.as_str()).map_err(db_err)?;
-            match found {
-                Some(raw) => Ok(Some(decode_value(raw.value())?.into_kv(key))),
-                None => Ok(None),
-            }
-        })
-        .await
+        let found = self.shared.mem()?.state.get(key).cloned();
+        Ok(found.map(|val| val.to_kv(key)))
     }
 
     async fn list(&self, opts: ListOptions) -> Result<ListResult> {
-        self.read(move |shared| list_snapshot(&shared.db, &opts))
-            .await
+        let (items, at, more) = {
+            let mem = self.shared.mem()?;
+            let at = match opts.revision {
+                Some(r) if r > 0 => r,
+                _ => mem.current,
+            };
+            if at > mem.current {
+                return Err(StorageError::FutureRevision {
+                    requested: at,
+                    current: mem.current,
+                });
+            }
+            if at < mem.compacted {
+                return Err(StorageError::Compacted {
+                    requested: at,
+                    compacted: mem.compacted,
+                });
+            }
+            let want = if opts.limit == 0 {
+                usize::MAX
+            } else {
+                opts.limit.saturating_add(1)
+            };
+            let mut items = mem.collect_at(at, &opts.prefix, opts.start_after.as_deref(), want);
+            let more = opts.limit != 0 && items.len() > opts.limit;
+            if opts.limit != 0 {
+                items.truncate(opts.limit);
+            }
+            (items, at, more)
+        };
+        // The bytes are copied out after the lock is released.
+        Ok(ListResult {
+            kvs: items.iter().map(|(key, val)| val.to_kv(key)).collect(),
+            revision: at,
+            more,
+        })
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        let entry = self
+        let written = self
             .write(WriteOp::Create {
                 key: key.to_owned(),
-                value,
+                value: Arc::from(value.as_slice()),
             })
             .await?;
-        entry.into_put_kv()
+        Ok(written.into_put(value))
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<KeyValue> {
-        let entry = self
+        let written = self
             .write(WriteOp::Update {
                 key: key.to_owned(),
-                value,
+                value: Arc::from(value.as_slice()),
                 expected,
             })
             .await?;
-        entry.into_put_kv()
+        Ok(written.into_put(value))
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
-        let entry = self
+        let written = self
             .write(WriteOp::Delete {
                 key: key.to_owned(),
                 expected,
             })
             .await?;
-        let revision = entry.revision;
-        let prev = entry.prev.ok_or_else(|| {
-            StorageError::Internal("delete entry without a previous value".into())
+        let prev = written.prev.ok_or_else(|| {
+            StorageError::Internal("embedded store: a delete without a previous value".into())
         })?;
-        Ok((prev, revision))
+        Ok((prev.to_kv(&written.key), written.revision))
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        // Subscribe before anything is read from disk: every commit that the disk read misses
-        // is then guaranteed to arrive on the channel (see `Watcher::next_event`).
+        // Subscribe before anything is read from the history: every batch applied after the
+        // read is then guaranteed to arrive on the channel (see `Watcher::next_event`).
         let live = self.events.subscribe();
         let compacted = self.shared.compacted.load(Ordering::Acquire);
         check_watchable(after, compacted)?;
@@ -391,7 +670,7 @@ impl Storage for EmbeddedStore {
     }
 }
 
-/// A watch from `after` needs the log entries from `after + 1` on.
+/// A watch from `after` needs the history entries from `after + 1` on.
 fn check_watchable(after: Revision, compacted: Revision) -> Result<()> {
     if after.saturating_add(1) < compacted {
         return Err(StorageError::Compacted {
@@ -402,163 +681,17 @@ fn check_watchable(after: Revision, compacted: Revision) -> Result<()> {
     Ok(())
 }
 
-fn read_meta(meta: &impl ReadableTable<&'static str, i64>, name: &str) -> Result<Revision> {
-    Ok(meta
-        .get(name)
-        .map_err(db_err)?
-        .map(|v| v.value())
-        .unwrap_or(0))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reads
-
-/// A list at `opts.revision` from one consistent snapshot.
-///
-/// The state table holds the newest value of every key; for an older revision `r` the entries
-/// in `(r, newest]` are undone: the first such entry for a key carries, in `prev`, the key's
-/// value as of `r`.
-fn list_snapshot(db: &Database, opts: &ListOptions) -> Result<ListResult> {
-    let txn = db.begin_read().map_err(db_err)?;
-    let meta = txn.open_table(META).map_err(db_err)?;
-    let current = read_meta(&meta, META_REVISION)?;
-    let compacted = read_meta(&meta, META_COMPACTED)?;
-    let at = match opts.revision {
-        Some(r) if r > 0 => r,
-        _ => current,
-    };
-    if at > current {
-        return Err(StorageError::FutureRevision {
-            requested: at,
-            current,
-        });
-    }
-    if at < compacted {
-        return Err(StorageError::Compacted {
-            requested: at,
-            compacted,
-        });
-    }
-
-    let in_range = |key: &str| {
-        key.starts_with(opts.prefix.as_str())
-            && opts.start_after.as_deref().is_none_or(|after| key > after)
-    };
-
-    // Keys changed after `at` → their value as of `at` (None: absent then).
-    let mut undone: BTreeMap<String, Option<KeyValue>> = BTreeMap::new();
-    if at < current {
-        let log = txn.open_table(LOG).map_err(db_err)?;
-        for item in log.range((at + 1)..=current).map_err(db_err)? {
-            let (rev, raw) = item.map_err(db_err)?;
-            let entry = decode_entry(rev.value(), raw.value())?;
-            if in_range(&entry.key) && !undone.contains_key(&entry.key) {
-                undone.insert(entry.key, entry.prev);
-            }
-        }
-    }
-
-    let state = txn.open_table(STATE).map_err(db_err)?;
-    let lower = match opts.start_after.as_deref() {
-        Some(after) if after >= opts.prefix.as_str() => Bound::Excluded(after),
-        _ => Bound::Included(opts.prefix.as_str()),
-    };
-    let mut from_state = state
-        .range::<&str>((lower, Bound::Unbounded))
-        .map_err(db_err)?
-        .map_while(|item| match item {
-            Ok((k, v)) => {
-                let key = k.value();
-                if key.starts_with(opts.prefix.as_str()) {
-                    Some(decode_value(v.value()).map(|sv| sv.into_kv(key.to_owned())))
-                } else {
-                    None
-                }
-            }
-            Err(e) => Some(Err(db_err(e))),
-        })
-        .peekable();
-    let mut from_log = undone.into_iter().peekable();
-
-    // Merge the two key-ordered sources; on the same key the undone value wins.
-    let want = if opts.limit == 0 {
-        usize::MAX
-    } else {
-        opts.limit.saturating_add(1)
-    };
-    let mut kvs = Vec::new();
-    while kvs.len() < want {
-        let take_log = match (from_state.peek(), from_log.peek()) {
-            (None, None) => break,
-            (Some(Err(_)), _) => {
-                if let Some(Err(e)) = from_state.next() {
-                    return Err(e);
-                }
-                continue;
-            }
-            (Some(Ok(s)), Some((l, _))) => {
-                if s.key.as_str() == l.as_str() {
-                    from_state.next();
-                    true
-                } else {
-                    l.as_str() < s.key.as_str()
-                }
-            }
-            (None, Some(_)) => true,
-            (Some(Ok(_)), None) => false,
-        };
-        if take_log {
-            if let Some((_, Some(kv))) = from_log.next() {
-                kvs.push(kv);
-            }
-        } else if let Some(Ok(kv)) = from_state.next() {
-            kvs.push(kv);
-        }
-    }
-    let more = opts.limit != 0 && kvs.len() > opts.limit;
-    kvs.truncate(if opts.limit == 0 {
-        kvs.len()
-    } else {
-        opts.limit
-    });
-    Ok(ListResult {
-        kvs,
-        revision: at,
-        more,
-    })
-}
-
-/// Log entries with revisions above `after`, at most [`REPLAY_CHUNK`] of them, from one
-/// snapshot, with the snapshot's revision.
-fn read_log_after(db: &Database, after: Revision) -> Result<(Vec<LogEntry>, Revision)> {
-    let txn = db.begin_read().map_err(db_err)?;
-    let meta = txn.open_table(META).map_err(db_err)?;
-    let current = read_meta(&meta, META_REVISION)?;
-    let compacted = read_meta(&meta, META_COMPACTED)?;
-    check_watchable(after, compacted)?;
-    let log = txn.open_table(LOG).map_err(db_err)?;
-    let mut entries = Vec::new();
-    for item in log.range((after + 1)..).map_err(db_err)? {
-        let (rev, raw) = item.map_err(db_err)?;
-        entries.push(decode_entry(rev.value(), raw.value())?);
-        if entries.len() == REPLAY_CHUNK {
-            break;
-        }
-    }
-    Ok((entries, current))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Watch
 
 /// The state of one watch stream.
 struct Watcher {
     shared: Arc<Shared>,
-    live: broadcast::Receiver<Arc<Vec<LogEntry>>>,
+    live: broadcast::Receiver<Batch>,
     prefix: String,
     /// Every revision up to here has been looked at (delivered if it matched the prefix).
     cursor: Revision,
-    /// Whether the next entries must come from the log on disk rather than the channel.
+    /// Whether the next entries must come from the history rather than the channel.
     catching_up: bool,
     pending: VecDeque<WatchEvent>,
     finished: bool,
@@ -574,7 +707,7 @@ impl Watcher {
                 return None;
             }
             if self.catching_up {
-                if let Err(e) = self.catch_up().await {
+                if let Err(e) = self.catch_up() {
                     self.finished = true;
                     return Some(Err(e));
                 }
@@ -584,12 +717,12 @@ impl Watcher {
                 Ok(batch) => {
                     for entry in batch.iter() {
                         if entry.revision <= self.cursor {
-                            // Already delivered from the log.
+                            // Already delivered from the history.
                             continue;
                         }
                         if entry.revision != self.cursor + 1 {
                             // Something between the cursor and this batch was never seen here;
-                            // the log has it.
+                            // the history has it.
                             self.catching_up = true;
                             break;
                         }
@@ -600,7 +733,7 @@ impl Watcher {
                     tracing::debug!(
                         missed,
                         cursor = self.cursor,
-                        "slow watcher re-reads history from the log"
+                        "slow watcher re-reads history"
                     );
                     self.catching_up = true;
                 }
@@ -614,32 +747,41 @@ impl Watcher {
         }
     }
 
-    /// Reads the next chunk of log entries after the cursor from disk. Once the chunk reaches
-    /// the revision of its snapshot, live delivery takes over: every commit after that
-    /// snapshot was published after this watcher subscribed, so the channel has it, and the
-    /// cursor filters out what the snapshot already covered.
-    async fn catch_up(&mut self) -> Result<()> {
-        let shared = self.shared.clone();
-        let after = self.cursor;
-        let (entries, snapshot) =
-            tokio::task::spawn_blocking(move || read_log_after(&shared.db, after))
-                .await
-                .map_err(|e| StorageError::Internal(format!("watch read task failed: {e}")))??;
-        let full = entries.len() == REPLAY_CHUNK;
-        for entry in &entries {
-            if entry.revision != self.cursor + 1 {
-                return Err(corrupt("log (revision gap)"));
+    /// Takes the next chunk of history entries after the cursor. Once a chunk reaches the
+    /// current revision, live delivery takes over: every batch applied after that read was
+    /// published after this watcher subscribed, so the channel has it, and the cursor filters
+    /// out what the read already covered.
+    fn catch_up(&mut self) -> Result<()> {
+        let (matching, last, reached) = {
+            let mem = self.shared.mem()?;
+            check_watchable(self.cursor, mem.compacted)?;
+            let start = mem.history_index(self.cursor.saturating_add(1));
+            let mut matching = Vec::new();
+            let mut last = self.cursor;
+            for entry in mem.history.range(start..).take(REPLAY_CHUNK) {
+                if entry.revision != last + 1 {
+                    return Err(StorageError::Internal(
+                        "embedded store: history has a revision gap".into(),
+                    ));
+                }
+                last = entry.revision;
+                if entry.key.starts_with(self.prefix.as_str()) {
+                    matching.push(entry.clone());
+                }
             }
-            self.push(entry);
+            (matching, last, last >= mem.current)
+        };
+        for entry in &matching {
+            self.pending.push_back(entry.to_event());
         }
-        if !full {
-            self.cursor = self.cursor.max(snapshot);
+        self.cursor = self.cursor.max(last);
+        if reached {
             self.catching_up = false;
         }
         Ok(())
     }
 
-    fn push(&mut self, entry: &LogEntry) {
+    fn push(&mut self, entry: &Entry) {
         self.cursor = entry.revision;
         if entry.key.starts_with(self.prefix.as_str()) {
             self.pending.push_back(entry.to_event());
@@ -648,24 +790,282 @@ impl Watcher {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Recovery
+
+/// A closed WAL segment: every revision in it is at most `last`.
+struct ClosedSegment {
+    path: PathBuf,
+    last: Revision,
+}
+
+struct Recovered {
+    mem: Mem,
+    active: ActiveSegment,
+    closed: Vec<ClosedSegment>,
+}
+
+fn corrupt(what: String) -> StorageError {
+    StorageError::Internal(format!("embedded store: {what}"))
+}
+
+/// Loads the newest readable snapshot and replays the WAL after it (see the module docs).
+fn recover(dir: &Path) -> Result<Recovered> {
+    let mut segments: Vec<(u64, Revision)> = Vec::new();
+    let mut snapshots: Vec<Revision> = Vec::new();
+    let listing = std::fs::read_dir(dir).map_err(|e| wal::io_error("listing", dir, e))?;
+    for item in listing {
+        let item = item.map_err(|e| wal::io_error("listing", dir, e))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(segment) = wal::parse_segment_name(name) {
+            segments.push(segment);
+        } else if let Some(revision) = snapshot::parse_snapshot_name(name) {
+            snapshots.push(revision);
+        } else if name.ends_with(".snap.tmp") {
+            // A snapshot interrupted before its rename; the previous one still stands.
+            let path = dir.join(name);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove stale file");
+            }
+        }
+    }
+    segments.sort_unstable();
+    snapshots.sort_unstable();
+
+    let mut loaded = None;
+    for &revision in snapshots.iter().rev() {
+        let path = dir.join(snapshot::snapshot_name(revision));
+        match snapshot::read(&path) {
+            Ok(snap) if snap.revision == revision => {
+                loaded = Some(snap);
+                break;
+            }
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "snapshot revision differs from its name")
+            }
+            Err(e) => tracing::warn!(error = %e, "skipping unreadable snapshot"),
+        }
+    }
+    let mut mem = match loaded {
+        Some(snap) => Mem {
+            state: snap.state,
+            history: VecDeque::new(),
+            current: snap.revision,
+            compacted: snap.compacted,
+        },
+        None if !snapshots.is_empty() => {
+            return Err(corrupt(format!(
+                "no readable snapshot among {} in {}",
+                snapshots.len(),
+                dir.display()
+            )));
+        }
+        None => Mem::default(),
+    };
+    let base = mem.current;
+
+    // The first segment to replay is the last one that starts at or before `base + 1`; the
+    // ones before it hold only revisions the snapshot covers.
+    let start = match segments.iter().rposition(|&(_, first)| first <= base + 1) {
+        Some(start) => start,
+        None if segments.is_empty() && snapshots.is_empty() => {
+            let active = ActiveSegment::create(dir, 1, 1)?;
+            // The directory itself may be new: make its entry durable too.
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if let Err(e) = wal::sync_dir(parent) {
+                tracing::warn!(error = %e, "cannot sync the store directory's parent");
+            }
+            return Ok(Recovered {
+                mem,
+                active,
+                closed: Vec::new(),
+            });
+        }
+        None => {
+            return Err(corrupt(format!(
+                "the WAL in {} does not continue the snapshot at revision {base}",
+                dir.display()
+            )));
+        }
+    };
+
+    let mut closed = Vec::new();
+    let mut last_len = 0;
+    for i in start..segments.len() {
+        let (seq, first) = segments[i];
+        let next_first = segments.get(i + 1).map(|&(_, first)| first);
+        let last = next_first.is_none();
+        let path = dir.join(wal::segment_name(seq, first));
+        let end = wal::read_segment(&path, last, |record| {
+            replay(&mut mem, record, base, first, next_first)
+                .map_err(|what| corrupt(format!("{what} in {}", path.display())))
+        })?;
+        if end.torn {
+            tracing::warn!(
+                path = %path.display(),
+                valid_len = end.valid_len,
+                revision = mem.current,
+                "cutting off the torn tail of the WAL (a write that was never acknowledged)"
+            );
+        }
+        match next_first {
+            Some(next_first) => closed.push(ClosedSegment {
+                path,
+                last: next_first - 1,
+            }),
+            None => last_len = end.valid_len,
+        }
+    }
+    let (seq, first) = segments[segments.len() - 1];
+    let active = ActiveSegment::open(dir, seq, first, last_len)?;
+
+    // Whatever the loaded snapshot made obsolete (left behind if a snapshot was interrupted).
+    let mut removed = false;
+    let obsolete_segments = segments[..start]
+        .iter()
+        .map(|&(seq, first)| wal::segment_name(seq, first));
+    let obsolete_snapshots = snapshots
+        .iter()
+        .filter(|&&revision| revision < base)
+        .map(|&revision| snapshot::snapshot_name(revision));
+    for name in obsolete_segments.chain(obsolete_snapshots) {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed = true,
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove"),
+        }
+    }
+    if removed {
+        wal::sync_dir(dir)?;
+    }
+    Ok(Recovered {
+        mem,
+        active,
+        closed,
+    })
+}
+
+/// Applies one WAL record during recovery. `base` is the snapshot's revision; `first` and
+/// `next_first` bound the revisions of the segment the record is in.
+fn replay(
+    mem: &mut Mem,
+    record: Record<'_>,
+    base: Revision,
+    first: Revision,
+    next_first: Option<Revision>,
+) -> std::result::Result<(), String> {
+    let revision = match record {
+        Record::Compact { target } => {
+            if target > mem.current {
+                return Err(format!(
+                    "compaction to {target} beyond revision {}",
+                    mem.current
+                ));
+            }
+            mem.compact(target);
+            return Ok(());
+        }
+        Record::Put { revision, .. } | Record::Delete { revision, .. } => revision,
+    };
+    if revision < first || next_first.is_some_and(|next| revision >= next) {
+        return Err(format!("revision {revision} outside its segment"));
+    }
+    if revision <= base {
+        // Already in the snapshot.
+        return Ok(());
+    }
+    if revision != mem.current + 1 {
+        return Err(format!(
+            "revision {revision} follows {} (a gap in the WAL)",
+            mem.current
+        ));
+    }
+    let entry = match record {
+        Record::Put {
+            create_revision,
+            key,
+            value,
+            ..
+        } => {
+            let (key, prev) = lookup(&mem.state, key);
+            let expected = prev.as_ref().map_or(revision, |p| p.create_revision);
+            if create_revision != expected {
+                return Err(format!(
+                    "revision {revision} creates {key} at {create_revision}, not {expected}"
+                ));
+            }
+            Entry {
+                revision,
+                key,
+                put: Some(Val {
+                    value: Arc::from(value),
+                    create_revision,
+                    mod_revision: revision,
+                }),
+                prev,
+            }
+        }
+        Record::Delete { key, .. } => {
+            let (key, prev) = lookup(&mem.state, key);
+            if prev.is_none() {
+                return Err(format!("revision {revision} deletes the absent key {key}"));
+            }
+            Entry {
+                revision,
+                key,
+                put: None,
+                prev,
+            }
+        }
+        Record::Compact { .. } => return Ok(()),
+    };
+    mem.apply(entry);
+    Ok(())
+}
+
+/// The state's own copy of `key` (so the history shares it) and its value, if present.
+fn lookup(state: &BTreeMap<Arc<str>, Val>, key: &str) -> (Arc<str>, Option<Val>) {
+    match state.get_key_value(key) {
+        Some((key, val)) => (key.clone(), Some(val.clone())),
+        None => (Arc::from(key), None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Writer
 
 struct Writer {
     shared: Arc<Shared>,
-    events: broadcast::Sender<Arc<Vec<LogEntry>>>,
+    events: broadcast::Sender<Batch>,
     opts: EmbeddedOptions,
+    /// Holds the directory's lock until the writer stops.
+    _lock: File,
+    active: ActiveSegment,
+    /// Closed segments, oldest first.
+    closed: Vec<ClosedSegment>,
+    /// The encoded records of the batch being committed.
+    buf: Vec<u8>,
+    /// Why the WAL stopped taking writes, once it has.
+    failed: Option<String>,
+    /// A snapshot being written in the background; it returns the revision it covers.
+    snapshot_job: Option<JoinHandle<Result<Revision>>>,
 }
 
 impl Writer {
-    fn run(self, commands: mpsc::Receiver<Command>) {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
         let interval = self.opts.compaction_interval.max(Duration::from_millis(1));
         let mut next_compaction = Instant::now() + interval;
+        self.maintain();
         loop {
             let wait = next_compaction.saturating_duration_since(Instant::now());
             let first = match commands.recv_timeout(wait) {
                 Ok(cmd) => cmd,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.auto_compact();
+                    self.maintain();
                     next_compaction = Instant::now() + interval;
                     continue;
                 }
@@ -680,15 +1080,19 @@ impl Writer {
             }
             let shutdown = batch.iter().any(|c| matches!(c, Command::Shutdown));
             self.commit_batch(batch);
+            self.maintain();
             if shutdown {
                 break;
             }
         }
+        if let Some(job) = self.snapshot_job.take() {
+            self.finish_snapshot(job);
+        }
         self.shared.writer_alive.store(false, Ordering::Release);
-        tracing::debug!(path = %self.shared.path.display(), "embedded store writer stopped");
+        tracing::debug!(dir = %self.shared.dir.display(), "embedded store writer stopped");
     }
 
-    fn auto_compact(&self) {
+    fn auto_compact(&mut self) {
         if self.opts.retain_revisions == 0 {
             return;
         }
@@ -703,495 +1107,340 @@ impl Writer {
         tracing::debug!(target, "automatic compaction");
     }
 
-    /// Proposes and applies every command in one transaction, makes it durable, publishes the
-    /// new entries, then replies. Guard failures only affect their own request.
-    fn commit_batch(&self, batch: Vec<Command>) {
-        let mut requests = Vec::with_capacity(batch.len());
+    /// Proposes every command, appends the batch's records to the WAL with one write and one
+    /// fsync, applies them, publishes the new entries, then replies. Guard failures only
+    /// affect their own request.
+    fn commit_batch(&mut self, batch: Vec<Command>) {
         let mut replies = Vec::with_capacity(batch.len());
+        let mut entries = Vec::new();
+        self.buf.clear();
+        let proposed = self.propose_batch(batch, &mut entries, &mut replies);
+        let result = proposed.and_then(|compacted| {
+            if let Some(reason) = &self.failed {
+                return Err(StorageError::Internal(format!(
+                    "embedded store: the WAL failed earlier ({reason}); reopen the store"
+                )));
+            }
+            if !self.buf.is_empty()
+                && let Err(e) = self.active.append(&self.buf)
+            {
+                self.failed = Some(e.to_string());
+                self.shared.commits_ok.store(false, Ordering::Release);
+                return Err(e);
+            }
+            Ok(compacted)
+        });
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf = Vec::new();
+        }
+        let compacted = match result {
+            Ok(compacted) => compacted,
+            Err(e) => {
+                // Nothing of this batch is durable, so every request in it fails.
+                tracing::error!(error = %e, "embedded store commit failed");
+                for reply in replies {
+                    reply.fail(&e);
+                }
+                return;
+            }
+        };
+
+        {
+            let mut mem = self
+                .shared
+                .mem
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for entry in &entries {
+                mem.apply(entry.clone());
+            }
+            mem.compact(compacted);
+            self.shared.current.store(mem.current, Ordering::Release);
+            self.shared
+                .compacted
+                .store(mem.compacted, Ordering::Release);
+        }
+        tracing::trace!(
+            requests = replies.len(),
+            entries = entries.len(),
+            revision = self.shared.current.load(Ordering::Relaxed),
+            "committed batch"
+        );
+        if !entries.is_empty() {
+            // An error only means nobody is watching.
+            let _ = self.events.send(Arc::new(entries));
+        }
+        for reply in replies {
+            reply.send();
+        }
+    }
+
+    /// Checks each command's guard against the state and the batch's earlier writes, encodes
+    /// the records of those that pass into `self.buf` and collects their entries. Returns
+    /// the compacted revision after the batch.
+    fn propose_batch(
+        &mut self,
+        batch: Vec<Command>,
+        entries: &mut Vec<Entry>,
+        replies: &mut Vec<Reply>,
+    ) -> Result<Revision> {
+        let shared = self.shared.clone();
+        let mem = shared.mem();
+        let (mut revision, mut compacted) = match &mem {
+            Ok(mem) => (mem.current, mem.compacted),
+            Err(_) => (0, 0),
+        };
+        // Keys written earlier in this batch → their value after it (None: deleted).
+        let mut overlay: HashMap<Arc<str>, Option<Val>> = HashMap::new();
         for cmd in batch {
             match cmd {
                 Command::Write(op, reply) => {
-                    requests.push(Request::Write(op));
-                    replies.push(Reply::Write(reply));
+                    let Ok(mem) = &mem else {
+                        replies.push(Reply::Write(reply, Err(writer_gone())));
+                        continue;
+                    };
+                    let result = propose(mem, &overlay, op, revision + 1).and_then(|done| {
+                        wal::encode(&mut self.buf, &done.0.record())?;
+                        Ok(done)
+                    });
+                    let result = result.map(|(entry, written)| {
+                        overlay.insert(entry.key.clone(), entry.put.clone());
+                        revision = entry.revision;
+                        entries.push(entry);
+                        written
+                    });
+                    replies.push(Reply::Write(reply, result));
                 }
-                Command::Compact(rev, reply) => {
-                    requests.push(Request::Compact(rev));
-                    replies.push(Reply::Compact(reply));
+                Command::Compact(target, reply) => {
+                    let result = if target > revision {
+                        Err(StorageError::FutureRevision {
+                            requested: target,
+                            current: revision,
+                        })
+                    } else {
+                        // Compacting to an already compacted revision is a no-op, as in etcd
+                        // once the error for it is ignored.
+                        if target > compacted {
+                            wal::encode(&mut self.buf, &Record::Compact { target })
+                                .map(|()| compacted = target)
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    replies.push(Reply::Compact(reply, result));
                 }
                 Command::Shutdown => {}
             }
         }
-        if requests.is_empty() {
-            return;
+        drop(mem?);
+        Ok(compacted)
+    }
+
+    /// Starts a new segment when the current one is full, and a snapshot when compaction has
+    /// left a closed segment entirely behind.
+    fn maintain(&mut self) {
+        if self.active.size > 0
+            && self.active.size >= self.opts.segment_bytes
+            && self.failed.is_none()
+        {
+            let current = self.shared.current.load(Ordering::Acquire);
+            match ActiveSegment::create(&self.shared.dir, self.active.seq + 1, current + 1) {
+                Ok(next) => {
+                    let done = std::mem::replace(&mut self.active, next);
+                    tracing::debug!(path = %done.path.display(), last = current, "closed WAL segment");
+                    self.closed.push(ClosedSegment {
+                        path: done.path,
+                        last: current,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a new WAL segment");
+                    // A segment file left behind would claim the revisions still being
+                    // appended here; if it could not be removed, take no more writes.
+                    let name = wal::segment_name(self.active.seq + 1, current + 1);
+                    if self.shared.dir.join(name).exists() {
+                        self.failed = Some(format!("a failed segment start left a file: {e}"));
+                        self.shared.commits_ok.store(false, Ordering::Release);
+                    }
+                }
+            }
         }
 
-        match self.apply_batch(requests) {
-            Ok(committed) => {
-                tracing::trace!(
-                    requests = replies.len(),
-                    revision = committed.revision,
-                    "committed batch"
-                );
-                self.shared.commits_ok.store(true, Ordering::Release);
-                self.shared
-                    .current
-                    .store(committed.revision, Ordering::Release);
-                self.shared
-                    .compacted
-                    .store(committed.compacted, Ordering::Release);
-                if !committed.entries.is_empty() {
-                    // An error only means nobody is watching.
-                    let _ = self.events.send(Arc::new(committed.entries));
-                }
-                // A dropped receiver means the caller stopped waiting; the write stands anyway.
-                for (reply, outcome) in replies.into_iter().zip(committed.outcomes) {
-                    match (reply, outcome) {
-                        (Reply::Write(tx), Outcome::Write(result)) => {
-                            let _ = tx.send(result);
-                        }
-                        (Reply::Compact(tx), Outcome::Compact(result)) => {
-                            let _ = tx.send(result);
-                        }
-                        (Reply::Write(tx), Outcome::Compact(_)) => {
-                            let _ = tx.send(Err(StorageError::Internal("reply mismatch".into())));
-                        }
-                        (Reply::Compact(tx), Outcome::Write(_)) => {
-                            let _ = tx.send(Err(StorageError::Internal("reply mismatch".into())));
-                        }
-                    }
-                }
+        if let Some(job) = self.snapshot_job.take() {
+            if !job.is_finished() {
+                self.snapshot_job = Some(job);
+                return;
             }
-            Err(e) => {
-                // Nothing of this batch is durable, so every request in it fails.
-                tracing::error!(error = %e, "embedded store commit failed");
-                self.shared.commits_ok.store(false, Ordering::Release);
-                let message = e.to_string();
-                for reply in replies {
-                    let err = StorageError::Internal(message.clone());
-                    match reply {
-                        Reply::Write(tx) => {
-                            let _ = tx.send(Err(err));
-                        }
-                        Reply::Compact(tx) => {
-                            let _ = tx.send(Err(err));
-                        }
-                    }
-                }
-            }
+            self.finish_snapshot(job);
+        }
+        // The state as of `compacted - 1` plus the WAL after it rebuild the whole history.
+        let compacted = self.shared.compacted.load(Ordering::Acquire);
+        let base = compacted - 1;
+        if compacted < 1 || !self.closed.iter().any(|s| s.last <= base) {
+            return;
+        }
+        let items = match self.shared.mem() {
+            Ok(mem) => mem.collect_at(base, "", None, usize::MAX),
+            Err(_) => return,
+        };
+        let covered: Vec<PathBuf> = self
+            .closed
+            .iter()
+            .filter(|s| s.last <= base)
+            .map(|s| s.path.clone())
+            .collect();
+        let dir = self.shared.dir.clone();
+        let job = std::thread::Builder::new()
+            .name("skiff-storage-snapshot".into())
+            .spawn(move || write_snapshot(&dir, base, compacted, &items, &covered));
+        match job {
+            Ok(job) => self.snapshot_job = Some(job),
+            Err(e) => tracing::warn!(error = %e, "cannot start the snapshot thread"),
         }
     }
 
-    fn apply_batch(&self, requests: Vec<Request>) -> Result<Committed> {
-        let mut txn = self.shared.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Immediate).map_err(db_err)?;
-        txn.set_quick_repair(self.opts.quick_repair);
-        let mut revision = self.shared.current.load(Ordering::Acquire);
-        let mut compacted = self.shared.compacted.load(Ordering::Acquire);
-        let mut entries = Vec::new();
-        let mut outcomes = Vec::with_capacity(requests.len());
-        {
-            let mut state = txn.open_table(STATE).map_err(db_err)?;
-            let mut log = txn.open_table(LOG).map_err(db_err)?;
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            for request in requests {
-                match request {
-                    Request::Write(op) => {
-                        let result = match propose(&state, op, revision + 1)? {
-                            Ok(entry) => {
-                                apply(&mut state, &mut log, &entry)?;
-                                revision = entry.revision;
-                                entries.push(entry.clone());
-                                Ok(entry)
-                            }
-                            Err(rejected) => Err(rejected),
-                        };
-                        outcomes.push(Outcome::Write(result));
-                    }
-                    Request::Compact(target) => {
-                        let result = if target > revision {
-                            Err(StorageError::FutureRevision {
-                                requested: target,
-                                current: revision,
-                            })
-                        } else {
-                            // Compacting to an already compacted revision is a no-op, as in etcd
-                            // once the error for it is ignored.
-                            if target > compacted {
-                                log.retain_in(..target, |_, _| false).map_err(db_err)?;
-                                compacted = target;
-                            }
-                            Ok(())
-                        };
-                        outcomes.push(Outcome::Compact(result));
-                    }
-                }
-            }
-            meta.insert(META_REVISION, revision).map_err(db_err)?;
-            meta.insert(META_COMPACTED, compacted).map_err(db_err)?;
+    fn finish_snapshot(&mut self, job: JoinHandle<Result<Revision>>) {
+        match job.join() {
+            Ok(Ok(base)) => self.closed.retain(|s| s.last > base),
+            Ok(Err(e)) => tracing::error!(error = %e, "embedded store snapshot failed"),
+            Err(_) => tracing::error!("embedded store snapshot thread panicked"),
         }
-        txn.commit().map_err(db_err)?;
-        Ok(Committed {
-            revision,
-            compacted,
-            entries,
-            outcomes,
-        })
     }
 }
 
-/// Checks a write's guard against the current state. The outer error is a storage failure
-/// (fails the batch); the inner one is the request's own rejection.
+/// Writes the snapshot of `items` at `base`, then deletes the WAL segments it covers and the
+/// older snapshots. Runs on its own thread.
+fn write_snapshot(
+    dir: &Path,
+    base: Revision,
+    compacted: Revision,
+    items: &[(Arc<str>, Val)],
+    covered: &[PathBuf],
+) -> Result<Revision> {
+    let started = Instant::now();
+    let path = snapshot::write(dir, base, compacted, items)?;
+    let mut obsolete = covered.to_vec();
+    let listing = std::fs::read_dir(dir).map_err(|e| wal::io_error("listing", dir, e))?;
+    for item in listing.flatten() {
+        let name = item.file_name();
+        if let Some(revision) = name.to_str().and_then(snapshot::parse_snapshot_name)
+            && revision < base
+        {
+            obsolete.push(item.path());
+        }
+    }
+    for file in &obsolete {
+        if let Err(e) = std::fs::remove_file(file) {
+            tracing::warn!(path = %file.display(), error = %e, "cannot remove");
+        }
+    }
+    wal::sync_dir(dir)?;
+    tracing::info!(
+        path = %path.display(),
+        keys = items.len(),
+        removed = obsolete.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "wrote embedded store snapshot"
+    );
+    Ok(base)
+}
+
+/// Checks a write's guard against the batch's earlier writes and the state; on success
+/// returns the entry with revision `revision` and the caller's answer.
 fn propose(
-    state: &impl ReadableTable<&'static str, &'static [u8]>,
+    mem: &Mem,
+    overlay: &HashMap<Arc<str>, Option<Val>>,
     op: WriteOp,
     revision: Revision,
-) -> Result<Result<LogEntry>> {
-    let (key, current) = {
-        let key = match &op {
-            WriteOp::Create { key, .. }
-            | WriteOp::Update { key, .. }
-            | WriteOp::Delete { key, .. } => key.clone(),
-        };
-        let current = match state.get(key.as_str()).map_err(db_err)? {
-            Some(raw) => Some(decode_value(raw.value())?.into_kv(key.clone())),
-            None => None,
-        };
-        (key, current)
+) -> Result<(Entry, Written)> {
+    let (key, current) = match overlay.get_key_value(op.key()) {
+        Some((key, val)) => (key.clone(), val.clone()),
+        None => lookup(&mem.state, op.key()),
     };
-    let entry = match (op, current) {
-        (WriteOp::Create { .. }, Some(_)) => return Ok(Err(StorageError::AlreadyExists(key))),
-        (WriteOp::Create { value, .. }, None) => LogEntry {
-            revision,
-            key,
-            op: LogOp::Put {
-                value,
-                create_revision: revision,
-            },
-            prev: None,
-        },
-        (WriteOp::Update { .. } | WriteOp::Delete { .. }, None) => {
-            return Ok(Err(StorageError::NotFound(key)));
+    match (op, current) {
+        (WriteOp::Create { key: name, .. }, Some(_)) => Err(StorageError::AlreadyExists(name)),
+        (WriteOp::Update { key: name, .. } | WriteOp::Delete { key: name, .. }, None) => {
+            Err(StorageError::NotFound(name))
+        }
+        (WriteOp::Create { key: name, value }, None) => {
+            Ok(put(key, name, value, revision, revision, None))
         }
         (
             WriteOp::Update {
-                value, expected, ..
+                key: name,
+                value,
+                expected,
             },
             Some(cur),
         ) => {
             if cur.mod_revision != expected {
-                return Ok(Err(StorageError::Conflict {
-                    key,
+                return Err(StorageError::Conflict {
+                    key: name,
                     expected,
                     current: cur.mod_revision,
-                }));
+                });
             }
-            LogEntry {
-                revision,
-                key,
-                op: LogOp::Put {
-                    value,
-                    create_revision: cur.create_revision,
-                },
-                prev: Some(cur),
-            }
+            let create_revision = cur.create_revision;
+            Ok(put(key, name, value, create_revision, revision, Some(cur)))
         }
-        (WriteOp::Delete { expected, .. }, Some(cur)) => {
+        (
+            WriteOp::Delete {
+                key: name,
+                expected,
+            },
+            Some(cur),
+        ) => {
             if let Some(expected) = expected
                 && cur.mod_revision != expected
             {
-                return Ok(Err(StorageError::Conflict {
-                    key,
+                return Err(StorageError::Conflict {
+                    key: name,
                     expected,
                     current: cur.mod_revision,
-                }));
+                });
             }
-            LogEntry {
+            let written = Written {
+                key: name,
+                revision,
+                create_revision: cur.create_revision,
+                prev: Some(cur.clone()),
+            };
+            let entry = Entry {
                 revision,
                 key,
-                op: LogOp::Delete,
+                put: None,
                 prev: Some(cur),
-            }
-        }
-    };
-    Ok(Ok(entry))
-}
-
-/// Appends `entry` to the log and folds it into the state. Deterministic given the entry, so
-/// a replica fed the same log reaches the same state.
-fn apply(
-    state: &mut redb::Table<&'static str, &'static [u8]>,
-    log: &mut redb::Table<i64, &'static [u8]>,
-    entry: &LogEntry,
-) -> Result<()> {
-    log.insert(entry.revision, encode_entry(entry)?.as_slice())
-        .map_err(db_err)?;
-    match &entry.op {
-        LogOp::Put {
-            value,
-            create_revision,
-        } => {
-            let stored = encode_value(*create_revision, entry.revision, value);
-            state
-                .insert(entry.key.as_str(), stored.as_slice())
-                .map_err(db_err)?;
-        }
-        LogOp::Delete => {
-            state.remove(entry.key.as_str()).map_err(db_err)?;
-        }
-    }
-    Ok(())
-}
-
-impl LogEntry {
-    fn to_event(&self) -> WatchEvent {
-        match &self.op {
-            LogOp::Put {
-                value,
-                create_revision,
-            } => WatchEvent::Put {
-                kv: KeyValue {
-                    key: self.key.clone(),
-                    value: value.clone(),
-                    create_revision: *create_revision,
-                    mod_revision: self.revision,
-                },
-                prev: self.prev.clone(),
-            },
-            LogOp::Delete => WatchEvent::Delete {
-                prev: self.prev.clone().unwrap_or_else(|| KeyValue {
-                    key: self.key.clone(),
-                    value: Vec::new(),
-                    create_revision: 0,
-                    mod_revision: 0,
-                }),
-                revision: self.revision,
-            },
-        }
-    }
-
-    fn into_put_kv(self) -> Result<KeyValue> {
-        match self.op {
-            LogOp::Put {
-                value,
-                create_revision,
-            } => Ok(KeyValue {
-                key: self.key,
-                value,
-                create_revision,
-                mod_revision: self.revision,
-            }),
-            LogOp::Delete => Err(StorageError::Internal(
-                "write produced a delete where a put was expected".into(),
-            )),
+            };
+            Ok((entry, written))
         }
     }
 }
 
-impl StoredValue {
-    fn into_kv(self, key: String) -> KeyValue {
-        KeyValue {
-            key,
-            value: self.value,
-            create_revision: self.create_revision,
-            mod_revision: self.mod_revision,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Encoding. Fixed-width big-endian integers and length-prefixed byte strings: values are
-// opaque bytes, so a self-describing format would only add size.
-
-const OP_PUT: u8 = 1;
-const OP_DELETE: u8 = 2;
-
-fn encode_value(create_revision: Revision, mod_revision: Revision, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + value.len());
-    out.extend_from_slice(&create_revision.to_be_bytes());
-    out.extend_from_slice(&mod_revision.to_be_bytes());
-    out.extend_from_slice(value);
-    out
-}
-
-fn decode_value(raw: &[u8]) -> Result<StoredValue> {
-    let mut r = Reader(raw);
-    let create_revision = r.i64()?;
-    let mod_revision = r.i64()?;
-    Ok(StoredValue {
+/// The entry and answer of a put.
+fn put(
+    key: Arc<str>,
+    name: String,
+    value: Arc<[u8]>,
+    create_revision: Revision,
+    revision: Revision,
+    prev: Option<Val>,
+) -> (Entry, Written) {
+    let val = Val {
+        value,
         create_revision,
-        mod_revision,
-        value: r.0.to_vec(),
-    })
-}
-
-fn encode_entry(entry: &LogEntry) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match &entry.op {
-        LogOp::Put {
-            value,
-            create_revision,
-        } => {
-            out.push(OP_PUT);
-            put_bytes(&mut out, entry.key.as_bytes())?;
-            out.extend_from_slice(&create_revision.to_be_bytes());
-            put_bytes(&mut out, value)?;
-        }
-        LogOp::Delete => {
-            out.push(OP_DELETE);
-            put_bytes(&mut out, entry.key.as_bytes())?;
-        }
-    }
-    match &entry.prev {
-        None => out.push(0),
-        Some(prev) => {
-            out.push(1);
-            out.extend_from_slice(&prev.create_revision.to_be_bytes());
-            out.extend_from_slice(&prev.mod_revision.to_be_bytes());
-            put_bytes(&mut out, &prev.value)?;
-        }
-    }
-    Ok(out)
-}
-
-fn decode_entry(revision: Revision, raw: &[u8]) -> Result<LogEntry> {
-    let mut r = Reader(raw);
-    let tag = r.u8()?;
-    let key = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| corrupt("log entry key"))?;
-    let op = match tag {
-        OP_PUT => {
-            let create_revision = r.i64()?;
-            let value = r.bytes()?.to_vec();
-            LogOp::Put {
-                value,
-                create_revision,
-            }
-        }
-        OP_DELETE => LogOp::Delete,
-        _ => return Err(corrupt("log entry op")),
+        mod_revision: revision,
     };
-    let prev = match r.u8()? {
-        0 => None,
-        1 => {
-            let create_revision = r.i64()?;
-            let mod_revision = r.i64()?;
-            let value = r.bytes()?.to_vec();
-            Some(KeyValue {
-                key: key.clone(),
-                value,
-                create_revision,
-                mod_revision,
-            })
-        }
-        _ => return Err(corrupt("log entry prev")),
+    let written = Written {
+        key: name,
+        revision,
+        create_revision,
+        prev: None,
     };
-    Ok(LogEntry {
+    let entry = Entry {
         revision,
         key,
-        op,
+        put: Some(val),
         prev,
-    })
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| StorageError::Internal("value larger than 4 GiB".into()))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes);
-    Ok(())
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(corrupt("record (truncated)"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn i64(&mut self) -> Result<i64> {
-        let bytes = self.take(8)?;
-        let mut buf = [0u8; 8];
-        buf.copy_from_slice(bytes);
-        Ok(i64::from_be_bytes(buf))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8]> {
-        let len_bytes = self.take(4)?;
-        let mut buf = [0u8; 4];
-        buf.copy_from_slice(len_bytes);
-        let len = u32::from_be_bytes(buf) as usize;
-        self.take(len)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_entry_round_trips() {
-        let entries = [
-            LogEntry {
-                revision: 7,
-                key: "/registry/pods/ns/a".into(),
-                op: LogOp::Put {
-                    value: b"{\"x\":1}".to_vec(),
-                    create_revision: 3,
-                },
-                prev: Some(KeyValue {
-                    key: "/registry/pods/ns/a".into(),
-                    value: b"{}".to_vec(),
-                    create_revision: 3,
-                    mod_revision: 5,
-                }),
-            },
-            LogEntry {
-                revision: 8,
-                key: "k".into(),
-                op: LogOp::Put {
-                    value: Vec::new(),
-                    create_revision: 8,
-                },
-                prev: None,
-            },
-            LogEntry {
-                revision: 9,
-                key: "k".into(),
-                op: LogOp::Delete,
-                prev: Some(KeyValue {
-                    key: "k".into(),
-                    value: b"v".to_vec(),
-                    create_revision: 8,
-                    mod_revision: 8,
-                }),
-            },
-        ];
-        for entry in entries {
-            let raw = encode_entry(&entry).unwrap();
-            assert_eq!(decode_entry(entry.revision, &raw).unwrap(), entry);
-            // Every strict prefix of a record is rejected rather than misread.
-            for cut in 0..raw.len() {
-                assert!(decode_entry(entry.revision, &raw[..cut]).is_err());
-            }
-        }
-    }
-
-    #[test]
-    fn stored_value_round_trips() {
-        let raw = encode_value(4, 9, b"hello");
-        let v = decode_value(&raw).unwrap();
-        assert_eq!(
-            (v.create_revision, v.mod_revision, v.value.as_slice()),
-            (4, 9, &b"hello"[..])
-        );
-        assert!(decode_value(&raw[..15]).is_err());
-    }
+    };
+    (entry, written)
 }

@@ -4,9 +4,9 @@
 //! (`/registry/<resource>/<namespace>/<name>`). Values are opaque bytes (JSON objects).
 //! Every write bumps one global revision, which the apiserver exposes as `resourceVersion`.
 //!
-//! Backends: [`embedded::EmbeddedStore`] (the default, a durable redb file) and
-//! [`etcd::EtcdStore`]. With the cargo feature `test-util`, the `testutil` module starts a
-//! throwaway etcd for tests (`testutil::EtcdServer::start()`).
+//! Backends: [`embedded::EmbeddedStore`] (the default: in memory, made durable by a
+//! write-ahead log and snapshots) and [`etcd::EtcdStore`]. With the cargo feature `test-util`,
+//! the `testutil` module starts a throwaway etcd for tests (`testutil::EtcdServer::start()`).
 
 #![warn(missing_docs)]
 

@@ -17,7 +17,7 @@ use skiff_storage::embedded::{EmbeddedOptions, EmbeddedStore};
 use skiff_storage::{ListOptions, Storage};
 
 const WRITER_DIR_ENV: &str = "SKIFF_CRASH_WRITER_DIR";
-const QUICK_REPAIR_ENV: &str = "SKIFF_CRASH_QUICK_REPAIR";
+const SMALL_SEGMENTS_ENV: &str = "SKIFF_CRASH_SMALL_SEGMENTS";
 const ACKS_BEFORE_KILL: usize = 300;
 
 /// The child's side. In a normal test run (no environment variable) it passes at once.
@@ -26,7 +26,7 @@ fn crash_writer_child() {
     let Some(dir) = std::env::var_os(WRITER_DIR_ENV) else {
         return;
     };
-    let opts = options(std::env::var_os(QUICK_REPAIR_ENV).is_some());
+    let opts = options(std::env::var_os(SMALL_SEGMENTS_ENV).is_some());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let store = Arc::new(EmbeddedStore::open(Path::new(&dir), opts).unwrap());
@@ -50,10 +50,19 @@ fn crash_writer_child() {
     });
 }
 
-fn options(quick_repair: bool) -> EmbeddedOptions {
-    EmbeddedOptions {
-        quick_repair,
-        ..Default::default()
+/// With `small_segments`, the WAL is cut into 4 KiB segments and history beyond 50 revisions
+/// is compacted every 20 ms, so snapshots are written, and segments deleted, while the writer
+/// is killed.
+fn options(small_segments: bool) -> EmbeddedOptions {
+    if small_segments {
+        EmbeddedOptions {
+            segment_bytes: 4 << 10,
+            retain_revisions: 50,
+            compaction_interval: Duration::from_millis(20),
+            ..Default::default()
+        }
+    } else {
+        EmbeddedOptions::default()
     }
 }
 
@@ -73,11 +82,11 @@ fn acknowledged_writes_survive_sigkill() {
 }
 
 #[test]
-fn acknowledged_writes_survive_sigkill_with_quick_repair() {
+fn acknowledged_writes_survive_sigkill_amid_snapshots() {
     crash_and_check(true);
 }
 
-fn crash_and_check(quick_repair: bool) {
+fn crash_and_check(small_segments: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
@@ -88,9 +97,9 @@ fn crash_and_check(quick_repair: bool) {
             "--test-threads=1",
         ])
         .env(WRITER_DIR_ENV, dir.path())
-        .env_remove(QUICK_REPAIR_ENV);
-    if quick_repair {
-        command.env(QUICK_REPAIR_ENV, "1");
+        .env_remove(SMALL_SEGMENTS_ENV);
+    if small_segments {
+        command.env(SMALL_SEGMENTS_ENV, "1");
     }
     let mut child = command
         .stdout(Stdio::piped())
@@ -137,7 +146,7 @@ fn crash_and_check(quick_repair: bool) {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = EmbeddedStore::open(dir.path(), options(quick_repair)).unwrap();
+        let store = EmbeddedStore::open(dir.path(), options(small_segments)).unwrap();
         let current = store.current_revision().await.unwrap();
         assert!(
             current >= max_acked,

@@ -1,5 +1,6 @@
 //! Behaviour of the embedded store beyond the shared conformance suite: lagging watchers,
-//! automatic compaction, the writer's lifecycle and on-disk persistence details.
+//! automatic compaction, the writer's lifecycle and on-disk persistence details (the WAL and
+//! snapshot files themselves are exercised in `wal.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,12 +22,23 @@ async fn next_item(w: &mut WatchStream) -> Option<Result<WatchEvent, StorageErro
 }
 
 #[tokio::test]
-async fn revisions_start_at_one_and_the_file_is_in_the_dir() {
+async fn revisions_start_at_one_and_the_files_are_in_the_dir() {
     let dir = tempfile::tempdir().unwrap();
     let store =
         EmbeddedStore::open(&dir.path().join("nested/store"), EmbeddedOptions::default()).unwrap();
-    assert_eq!(store.path(), dir.path().join("nested/store/skiff.redb"));
-    assert!(store.path().exists());
+    assert_eq!(store.path(), dir.path().join("nested/store"));
+    assert!(store.path().join("LOCK").exists());
+    let wal_files = std::fs::read_dir(store.path())
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".wal")
+        })
+        .count();
+    assert_eq!(wal_files, 1, "one WAL segment");
     assert_eq!(store.current_revision().await.unwrap(), 0);
     assert_eq!(store.compacted_revision().await.unwrap(), 0);
     let kv = store.create("/a", b"a".to_vec()).await.unwrap();
@@ -176,14 +188,14 @@ async fn racing_guarded_writes_in_one_batch_fail_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_store_ends_watches_and_frees_the_file() {
+async fn dropping_the_store_ends_watches_and_frees_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), EmbeddedOptions::default());
     let mut w = s.watch("", 0).await.unwrap();
     s.create("/x", vec![]).await.unwrap();
     assert!(matches!(next_item(&mut w).await, Some(Ok(_))));
 
-    // While the first store is open, a second one cannot take the same file.
+    // While the first store is open, a second one cannot take the same directory.
     assert!(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).is_err());
 
     drop(s);
@@ -192,9 +204,10 @@ async fn dropping_the_store_ends_watches_and_frees_the_file() {
         Some(Err(StorageError::Unavailable(_)))
     ));
     assert!(next_item(&mut w).await.is_none());
-    drop(w);
+    // The directory is free as soon as the store is gone, even with a watch stream left open.
     let s = open(dir.path(), EmbeddedOptions::default());
     assert_eq!(s.current_revision().await.unwrap(), 1);
+    drop(w);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
