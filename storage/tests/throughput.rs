@@ -94,6 +94,13 @@ fn embedded_write_throughput() {
         );
         // The writer thread's name as the kernel shows it (15 bytes).
         let writer = "skiff-storage-w";
+        // The thread names itself once it runs.
+        for _ in 0..100 {
+            if thread_cpu(writer).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (cpu0, w0, t0) = (process_cpu(), thread_cpu(writer), Instant::now());
         let mut handles = Vec::new();
         for t in 0..tasks {
