@@ -1080,6 +1080,12 @@ impl Writer {
             }
             let shutdown = batch.iter().any(|c| matches!(c, Command::Shutdown));
             self.commit_batch(batch);
+            // A store that is never idle must still compact: the timeout above only fires
+            // when no request is waiting.
+            if Instant::now() >= next_compaction {
+                self.auto_compact();
+                next_compaction = Instant::now() + interval;
+            }
             self.maintain();
             if shutdown {
                 break;
