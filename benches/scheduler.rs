@@ -40,7 +40,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -369,6 +369,47 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
     Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Per thread name (tokio workers share one), the CPU time its threads ran and the time they
+/// were ready to run but waited for a CPU (`/proc/<pid>/task/*/schedstat`, nanoseconds).
+fn thread_times(pid: u32) -> BTreeMap<String, (Duration, Duration)> {
+    let mut times: BTreeMap<String, (Duration, Duration)> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let mut fields = stat
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+        let entry = times.entry(comm.trim().to_string()).or_default();
+        entry.0 += Duration::from_nanos(run);
+        entry.1 += Duration::from_nanos(wait);
+    }
+    times
+}
+
+/// `after - before` per thread name (threads that started in between count from zero).
+fn thread_times_between(
+    before: &BTreeMap<String, (Duration, Duration)>,
+    after: BTreeMap<String, (Duration, Duration)>,
+) -> Vec<(String, Duration, Duration)> {
+    after
+        .into_iter()
+        .map(|(name, (run, wait))| {
+            let (run0, wait0) = before.get(&name).copied().unwrap_or_default();
+            (name, run.saturating_sub(run0), wait.saturating_sub(wait0))
+        })
+        .filter(|(_, run, _)| *run >= Duration::from_millis(10))
+        .collect()
 }
 
 /// Resident memory of a process, in MiB.
@@ -750,6 +791,8 @@ struct E2eResult {
     cpu_server: Option<Duration>,
     cpu_scheduler: Option<Duration>,
     cpu_bench: Option<Duration>,
+    /// The server's threads by name: CPU time run, and time spent ready but waiting for a CPU.
+    server_threads: Vec<(String, Duration, Duration)>,
     rss_server: Option<f64>,
     rss_scheduler: Option<f64>,
     timed_out: bool,
@@ -974,6 +1017,7 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
             .collect(),
     );
     let create_path = Arc::new(format!("/api/v1/namespaces/{NAMESPACE}/pods"));
+    let threads_before = server_pid.map(thread_times).unwrap_or_default();
     let cpu_before = (
         server_pid.and_then(cpu_time),
         scheduler_pid.and_then(cpu_time),
@@ -1016,6 +1060,7 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
 
     let watched = tokio::time::timeout(cfg.timeout, watch).await;
     let t_done = Instant::now();
+    let threads_after = server_pid.map(thread_times).unwrap_or_default();
     let cpu_after = (
         server_pid.and_then(cpu_time),
         scheduler_pid.and_then(cpu_time),
@@ -1032,6 +1077,7 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
     r.cpu_server = cpu_after.0.zip(cpu_before.0).map(|(a, b)| a - b);
     r.cpu_scheduler = cpu_after.1.zip(cpu_before.1).map(|(a, b)| a - b);
     r.cpu_bench = cpu_after.2.zip(cpu_before.2).map(|(a, b)| a - b);
+    r.server_threads = thread_times_between(&threads_before, threads_after);
     r.rss_server = server_pid.and_then(rss_mib);
     r.rss_scheduler = scheduler_pid.and_then(rss_mib);
     r.scheduled = bound_count.load(Ordering::Relaxed) as usize;
@@ -1206,6 +1252,16 @@ fn print_e2e(cfg: &Config, e: &E2eResult) {
         per_pod(e.cpu_server, e.pods),
         e.rss_server.map_or("-".into(), |m| format!("{m:.0}")),
     ]);
+    for (name, run, wait) in &e.server_threads {
+        t.add_row(vec![
+            format!(
+                "  threads {name} (ready but waiting for a CPU: {:.2} s)",
+                wait.as_secs_f64()
+            ),
+            per_pod(Some(*run), e.pods),
+            String::new(),
+        ]);
+    }
     if !in_server {
         t.add_row(vec![
             "skiff scheduler".to_string(),

@@ -158,7 +158,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("skiff-scheduler".into())
             .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
+                match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("skiff-scheduler")
                     .enable_all()
                     .build()
                 {

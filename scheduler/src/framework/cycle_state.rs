@@ -26,17 +26,23 @@ impl CycleState {
     }
 
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.downcast_ref())
+        let i = self.position(key)?;
+        self.entries[i].1.downcast_ref()
     }
 
     pub fn read_mut<T: Any + Send + Sync>(&mut self, key: &'static str) -> Option<&mut T> {
+        let i = self.position(key)?;
+        self.entries[i].1.downcast_mut()
+    }
+
+    /// Where `key` is. Filters read their state once per node, so the usual case — the
+    /// plugin passes the very constant it wrote with — is found by address alone; comparing
+    /// the text is the fallback (the same constant may live at two addresses).
+    fn position(&self, key: &'static str) -> Option<usize> {
         self.entries
-            .iter_mut()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.downcast_mut())
+            .iter()
+            .position(|(k, _)| std::ptr::eq(*k, key))
+            .or_else(|| self.entries.iter().position(|(k, _)| *k == key))
     }
 }
 

@@ -51,7 +51,7 @@ pub trait PreScorePlugin: Plugin {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &[&NodeInfo],
         snapshot: &Snapshot,
     ) -> Status;
 }
@@ -67,6 +67,27 @@ pub struct NodeScore {
 
 pub trait ScorePlugin: Plugin {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status>;
+
+    /// Scores each of `nodes`, in order, into `scores` (cleared first); on failure, the
+    /// position of the node and why. The framework calls this once per cycle: the default asks
+    /// [`score`](Self::score) node by node, and a plugin whose per-node work starts with the
+    /// same lookups every time does those once here instead.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut Vec<NodeScore>,
+    ) -> Result<(), (usize, Status)> {
+        scores.clear();
+        for (index, node) in nodes.iter().enumerate() {
+            let score = self
+                .score(state, pod, node)
+                .map_err(|status| (index, status))?;
+            scores.push(NodeScore { index, score });
+        }
+        Ok(())
+    }
 
     /// Rescales this plugin's raw scores into `MIN_NODE_SCORE..=MAX_NODE_SCORE`.
     fn normalize(&self, _state: &CycleState, _pod: &PodInfo, _scores: &mut [NodeScore]) -> Status {

@@ -13,6 +13,7 @@ pub use interface::{
     PreFilterPlugin, PreScorePlugin, QueueSortPlugin, QueuedPod, ReservePlugin, ScorePlugin,
 };
 pub use runner::{Diagnosis, FitError, Framework, ScheduleError, ScheduleResult};
+pub(crate) use runner::{PREFETCH_AHEAD, prefetch_node};
 pub use status::{Code, Status};
 pub use types::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, HostPort, NodeInfo, PodInfo, Resources,

@@ -104,8 +104,8 @@ impl std::fmt::Display for ScheduleError {
 
 const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
 
-/// How many nodes ahead of the one being filtered [`prefetch_node`] asks for.
-const PREFETCH_AHEAD: usize = 8;
+/// How many nodes ahead of the one being filtered or scored [`prefetch_node`] asks for.
+pub(crate) const PREFETCH_AHEAD: usize = 8;
 
 /// Asks the CPU to start loading the part of a `NodeInfo` that Filter and Score read (its
 /// first cache lines, see its `repr(C)` layout) a few nodes before it is needed. NodeInfos are
@@ -113,11 +113,11 @@ const PREFETCH_AHEAD: usize = 8;
 /// several cache misses in a row: profiles at 5,000 nodes showed the first read of each node
 /// (the flags, then the resource sums) as a third of the scheduler's CPU time.
 #[inline(always)]
-fn prefetch_node(node: &Arc<NodeInfo>) {
+pub(crate) fn prefetch_node(node: &NodeInfo) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let base = Arc::as_ptr(node).cast::<i8>();
+        let base = std::ptr::from_ref(node).cast::<i8>();
         for line in 0..NODE_INFO_HOT_LINES {
             // SAFETY: a prefetch is only a hint: it never faults and reads nothing into the
             // program, and the address stays inside the NodeInfo allocation.
@@ -258,13 +258,13 @@ impl Framework {
     }
 
     /// Filters nodes starting where the last cycle stopped, until enough fit.
-    fn find_feasible_nodes(
+    fn find_feasible_nodes<'s>(
         &self,
         state: &CycleState,
         pod: &PodInfo,
-        snapshot: &Snapshot,
+        snapshot: &'s Snapshot,
         diagnosis: &mut Diagnosis,
-    ) -> Result<Vec<Arc<NodeInfo>>, ScheduleError> {
+    ) -> Result<Vec<&'s NodeInfo>, ScheduleError> {
         let all = snapshot.len();
         let wanted = self.num_feasible_nodes_to_find(all);
         let start = self.next_start_node.load(Ordering::Relaxed) % all;
@@ -275,12 +275,18 @@ impl Framework {
             .collect();
         let mut feasible = Vec::with_capacity(wanted.min(all));
         let mut processed = 0;
-        for i in 0..all {
+        // Positions wrap around the end of the node list (kept without a division per node).
+        let wrap = |i: usize| if i >= all { i - all } else { i };
+        let mut position = start;
+        let mut ahead = wrap(start + PREFETCH_AHEAD % all);
+        for _ in 0..all {
             if feasible.len() >= wanted {
                 break;
             }
-            prefetch_node(&snapshot.nodes[(start + i + PREFETCH_AHEAD) % all]);
-            let node = &snapshot.nodes[(start + i) % all];
+            prefetch_node(&snapshot.nodes[ahead]);
+            ahead = wrap(ahead + 1);
+            let node: &NodeInfo = &snapshot.nodes[position];
+            position = wrap(position + 1);
             processed += 1;
             let mut rejected = None;
             for plugin in &filters {
@@ -302,7 +308,7 @@ impl Framework {
                 }
             }
             match rejected {
-                None => feasible.push(node.clone()),
+                None => feasible.push(node),
                 Some(status) => {
                     if !diagnosis.unschedulable_plugins.contains(&status.plugin) {
                         diagnosis.unschedulable_plugins.push(status.plugin);
@@ -321,7 +327,7 @@ impl Framework {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &[&NodeInfo],
         snapshot: &Snapshot,
     ) -> Result<Vec<NodeScore>, ScheduleError> {
         for plugin in &self.pre_score {
@@ -341,21 +347,28 @@ impl Framework {
         let mut totals: Vec<NodeScore> = (0..nodes.len())
             .map(|index| NodeScore { index, score: 0 })
             .collect();
+        let mut scores = Vec::with_capacity(nodes.len());
         for (plugin, weight) in &self.score {
             if state.skip_score.contains(&plugin.name()) {
                 continue;
             }
-            let mut scores = Vec::with_capacity(nodes.len());
-            for (index, node) in nodes.iter().enumerate() {
-                let score = plugin.score(state, pod, node).map_err(|s| {
+            plugin
+                .score_nodes(state, pod, nodes, &mut scores)
+                .map_err(|(index, s)| {
                     ScheduleError::Internal(format!(
                         "running Score plugin {} on node {}: {}",
                         plugin.name(),
-                        node.name,
+                        nodes.get(index).map_or("?", |n| n.name.as_str()),
                         s.message()
                     ))
                 })?;
-                scores.push(NodeScore { index, score });
+            if scores.len() != nodes.len() {
+                return Err(ScheduleError::Internal(format!(
+                    "Score plugin {} scored {} of {} nodes",
+                    plugin.name(),
+                    scores.len(),
+                    nodes.len()
+                )));
             }
             let status = plugin.normalize(state, pod, &mut scores);
             if !status.is_success() {

@@ -6,14 +6,12 @@
 //! of the scored resources skips this plugin (upstream issue 129138: otherwise best-effort pods
 //! pile onto one node).
 
-use std::sync::Arc;
-
 use smallvec::SmallVec;
 
 use super::node_resources_fit::{ResourceAllocationScorer, ResourceSpec, default_resources};
 use crate::framework::{
-    CycleState, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot,
-    Status,
+    CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin, ScorePlugin,
+    Snapshot, Status,
 };
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
@@ -80,7 +78,7 @@ impl PreScorePlugin for BalancedAllocation {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        _nodes: &[Arc<NodeInfo>],
+        _nodes: &[&NodeInfo],
         _snapshot: &Snapshot,
     ) -> Status {
         self.scorer().pre_score(state, pod)
@@ -96,10 +94,24 @@ impl ScorePlugin for BalancedAllocation {
                 balanced_score(&requested, &allocatable)
             }))
     }
+
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut Vec<NodeScore>,
+    ) -> Result<(), (usize, Status)> {
+        self.scorer()
+            .score_nodes(state, pod, nodes, scores, balanced_score);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
 
     use super::*;
@@ -162,7 +174,7 @@ mod tests {
             let ba = BalancedAllocation::default();
             let mut state = CycleState::new();
             let infos = vec![Arc::new(n.clone())];
-            let status = ba.pre_score(&mut state, &p, &infos, &Snapshot::new(infos.clone()));
+            let status = ba.pre_score(&mut state, &p, &[&n], &Snapshot::new(infos));
             assert!(status.is_success(), "{what}");
             assert_eq!(ba.score(&state, &p, &n).unwrap(), want, "{what}");
             assert_eq!(
@@ -176,15 +188,12 @@ mod tests {
     #[test]
     fn best_effort_pods_skip_scoring() {
         let p = requesting("p", json!({}));
-        let infos = vec![Arc::new(node_with(
-            json!({"cpu": "1", "memory": "1Gi"}),
-            &[],
-        ))];
+        let n = node_with(json!({"cpu": "1", "memory": "1Gi"}), &[]);
         let status = BalancedAllocation::default().pre_score(
             &mut CycleState::new(),
             &p,
-            &infos,
-            &Snapshot::new(infos.clone()),
+            &[&n],
+            &Snapshot::new(vec![Arc::new(n.clone())]),
         );
         assert_eq!(status.code, Code::Skip);
     }

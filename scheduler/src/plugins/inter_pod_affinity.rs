@@ -10,7 +10,6 @@
 //! looks at any other label is taken to select all namespaces.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
@@ -385,7 +384,7 @@ impl PreScorePlugin for InterPodAffinity {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &[&NodeInfo],
         snapshot: &Snapshot,
     ) -> Status {
         if nodes.is_empty() {
@@ -478,6 +477,8 @@ impl ScorePlugin for InterPodAffinity {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
 
     use super::*;

@@ -119,14 +119,15 @@ pub(crate) mod testing {
         nodes: &[NodeInfo],
     ) -> Option<(CycleState, Vec<NodeScore>)> {
         let infos: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
-        let snapshot = Snapshot::new(infos.clone());
+        let snapshot = Snapshot::new(infos);
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::new();
-        let status = plugin.pre_score(&mut state, pod, &infos, &snapshot);
+        let status = plugin.pre_score(&mut state, pod, &refs, &snapshot);
         if status.code == Code::Skip {
             return None;
         }
         assert!(status.is_success(), "{status:?}");
-        let scores = nodes
+        let scores: Vec<NodeScore> = nodes
             .iter()
             .enumerate()
             .map(|(index, n)| NodeScore {
@@ -134,6 +135,12 @@ pub(crate) mod testing {
                 score: plugin.score(&state, pod, n).unwrap(),
             })
             .collect();
+        // The framework scores all nodes at once: that must agree with node by node.
+        let mut batch = Vec::new();
+        plugin
+            .score_nodes(&state, pod, &refs, &mut batch)
+            .unwrap_or_else(|(i, s)| panic!("score_nodes failed on node {i}: {s:?}"));
+        assert_eq!(batch, scores, "score_nodes and score disagree");
         Some((state, scores))
     }
 

@@ -4,7 +4,6 @@
 //! score higher.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo,
@@ -138,7 +137,7 @@ impl PreScorePlugin for NodeAffinity {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        _nodes: &[Arc<NodeInfo>],
+        _nodes: &[&NodeInfo],
         _snapshot: &Snapshot,
     ) -> Status {
         match preferred_terms(pod) {
@@ -180,6 +179,8 @@ impl ScorePlugin for NodeAffinity {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
 
     use super::*;

@@ -5,13 +5,12 @@
 //! Also home of upstream's `resourceAllocationScorer` plumbing, shared with
 //! [`BalancedAllocation`](super::BalancedAllocation).
 
-use std::sync::Arc;
-
 use smallvec::SmallVec;
 
 use crate::framework::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreFilterPlugin,
-    PreScorePlugin, Resources, ScorePlugin, Snapshot, Status, is_scalar_resource,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, NodeScore, PREFETCH_AHEAD, Plugin, PodInfo,
+    PreFilterPlugin, PreScorePlugin, Resources, ScorePlugin, Snapshot, Status, is_scalar_resource,
+    prefetch_node,
 };
 use crate::plugins::helpers::read_state;
 
@@ -30,16 +29,55 @@ pub const REASON_EPHEMERAL_STORAGE: &str = "Insufficient ephemeral-storage";
 pub struct ResourceSpec {
     pub name: String,
     pub weight: i64,
+    /// What `name` is, worked out once: Score reads it for every node of every cycle.
+    kind: ScoredKind,
+}
+
+/// How a scored resource is read out of a [`Resources`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScoredKind {
+    MilliCpu,
+    Memory,
+    EphemeralStorage,
+    /// Extended resources, hugepages: scored only when the pod asks for some.
+    Scalar,
+    /// Neither (`pods`, unknown names): never scored, as upstream.
+    Unscored,
+}
+
+impl ResourceSpec {
+    pub fn new(name: &str, weight: i64) -> ResourceSpec {
+        let kind = match name {
+            "cpu" => ScoredKind::MilliCpu,
+            "memory" => ScoredKind::Memory,
+            "ephemeral-storage" => ScoredKind::EphemeralStorage,
+            other if is_scalar_resource(other) => ScoredKind::Scalar,
+            _ => ScoredKind::Unscored,
+        };
+        ResourceSpec {
+            name: name.to_string(),
+            weight,
+            kind,
+        }
+    }
+
+    /// This resource's amount in `r`.
+    fn amount_in(&self, r: &Resources) -> i64 {
+        match self.kind {
+            ScoredKind::MilliCpu => r.milli_cpu,
+            ScoredKind::Memory => r.memory,
+            ScoredKind::EphemeralStorage => r.ephemeral_storage,
+            ScoredKind::Scalar => r.scalar.get(&self.name).copied().unwrap_or(0),
+            ScoredKind::Unscored => 0,
+        }
+    }
 }
 
 /// Upstream's default scoring resources: cpu and memory, weight 1 each.
 pub fn default_resources() -> Vec<ResourceSpec> {
     ["cpu", "memory"]
         .into_iter()
-        .map(|name| ResourceSpec {
-            name: name.into(),
-            weight: 1,
-        })
+        .map(|name| ResourceSpec::new(name, 1))
         .collect()
 }
 
@@ -103,29 +141,49 @@ fn requested_and_allocatable(
     pod_requests: &[i64],
     use_requested: bool,
 ) -> (PerResource, PerResource) {
+    let mut requested = PerResource::from_elem(0, resources.len());
+    let mut allocatable = PerResource::from_elem(0, resources.len());
+    fill_requested_and_allocatable(
+        node,
+        resources,
+        pod_requests,
+        use_requested,
+        &mut requested,
+        &mut allocatable,
+    );
+    (requested, allocatable)
+}
+
+/// [`requested_and_allocatable`] into buffers of `resources.len()` amounts.
+fn fill_requested_and_allocatable(
+    node: &NodeInfo,
+    resources: &[ResourceSpec],
+    pod_requests: &[i64],
+    use_requested: bool,
+    requested: &mut [i64],
+    allocatable: &mut [i64],
+) {
     let node_requested = if use_requested {
         &node.requested
     } else {
         &node.non_zero_requested
     };
-    let mut requested = PerResource::from_elem(0, resources.len());
-    let mut allocatable = PerResource::from_elem(0, resources.len());
+    requested.fill(0);
+    allocatable.fill(0);
     for (i, r) in resources.iter().enumerate() {
         let pod_request = pod_requests[i];
-        let known = matches!(r.name.as_str(), "cpu" | "memory" | "ephemeral-storage");
-        if (pod_request == 0 && is_scalar_resource(&r.name))
-            || (!known && !is_scalar_resource(&r.name))
-        {
-            continue;
+        match r.kind {
+            ScoredKind::Unscored => continue,
+            ScoredKind::Scalar if pod_request == 0 => continue,
+            _ => {}
         }
-        let alloc = amount(&node.allocatable, &r.name);
+        let alloc = r.amount_in(&node.allocatable);
         if alloc == 0 {
             continue;
         }
         allocatable[i] = alloc;
-        requested[i] = amount(node_requested, &r.name) + pod_request;
+        requested[i] = r.amount_in(node_requested) + pod_request;
     }
-    (requested, allocatable)
 }
 
 /// One amount per scored resource: scored once per node and plugin, so kept off the heap for
@@ -191,6 +249,52 @@ impl ResourceAllocationScorer<'_> {
             pod_requests,
             self.use_requested,
         ))
+    }
+
+    /// Every node's `score(requested, allocatable)` (0 for all when the pod is not scored):
+    /// the pod's requests are looked up once, and the nodes fetched ahead of use. This is the
+    /// hot loop of a cycle: per node it reads a few amounts, mostly from memory not yet in
+    /// cache.
+    pub fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut Vec<NodeScore>,
+        score: impl Fn(&[i64], &[i64]) -> i64,
+    ) {
+        scores.clear();
+        let computed;
+        let pod_requests = match state.read::<PreScoreState>(self.key) {
+            Some(PreScoreState(r)) => Some(r),
+            None => {
+                computed = self.pod_requests(pod);
+                computed.as_ref()
+            }
+        };
+        let Some(pod_requests) = pod_requests else {
+            scores.extend((0..nodes.len()).map(|index| NodeScore { index, score: 0 }));
+            return;
+        };
+        let mut requested = PerResource::from_elem(0, self.resources.len());
+        let mut allocatable = PerResource::from_elem(0, self.resources.len());
+        for (index, node) in nodes.iter().enumerate() {
+            if let Some(ahead) = nodes.get(index + PREFETCH_AHEAD) {
+                prefetch_node(ahead);
+            }
+            fill_requested_and_allocatable(
+                node,
+                self.resources,
+                pod_requests,
+                self.use_requested,
+                &mut requested,
+                &mut allocatable,
+            );
+            scores.push(NodeScore {
+                index,
+                score: score(&requested, &allocatable),
+            });
+        }
     }
 }
 
@@ -296,7 +400,7 @@ impl PreScorePlugin for NodeResourcesFit {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        _nodes: &[Arc<NodeInfo>],
+        _nodes: &[&NodeInfo],
         _snapshot: &Snapshot,
     ) -> Status {
         self.scorer().pre_score(state, pod)
@@ -312,10 +416,26 @@ impl ScorePlugin for NodeResourcesFit {
                 least_allocated_score(&self.resources, &requested, &allocatable)
             }))
     }
+
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut Vec<NodeScore>,
+    ) -> Result<(), (usize, Status)> {
+        self.scorer()
+            .score_nodes(state, pod, nodes, scores, |requested, allocatable| {
+                least_allocated_score(&self.resources, requested, allocatable)
+            });
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
 
     use super::*;
@@ -482,7 +602,7 @@ mod tests {
             let mut state = CycleState::new();
             let infos = vec![Arc::new(n.clone())];
             assert!(
-                fit.pre_score(&mut state, &p, &infos, &Snapshot::new(infos.clone()))
+                fit.pre_score(&mut state, &p, &[&n], &Snapshot::new(infos))
                     .is_success()
             );
             assert_eq!(fit.score(&state, &p, &n).unwrap(), want, "{what}");
@@ -496,11 +616,71 @@ mod tests {
     }
 
     #[test]
-    fn least_allocated_weights_and_missing_resources() {
-        let spec = |name: &str, weight| ResourceSpec {
-            name: name.into(),
-            weight,
+    fn scoring_all_nodes_at_once_agrees_with_node_by_node() {
+        use crate::plugins::BalancedAllocation;
+        let nodes: Vec<NodeInfo> = (0..20)
+            .map(|i| {
+                let existing: Vec<Value> = (0..i % 4)
+                    .map(|j| json!({"cpu": format!("{}m", 100 * (i + j)), "memory": "300Mi"}))
+                    .collect();
+                let alloc = if i % 5 == 0 {
+                    json!({"cpu": "2", "pods": "10"})
+                } else {
+                    json!({"cpu": format!("{}", 1 + i % 3), "memory": format!("{}Gi", 2 + i % 4),
+                        "example.com/gpu": "2", "pods": "10"})
+                };
+                node_with(alloc, &existing)
+            })
+            .collect();
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        // The helper names every node "n"; these plugins' PreScore does not read the snapshot.
+        let snapshot = Snapshot::default();
+        let pods = [
+            requesting("p", json!({"cpu": "300m", "memory": "1Gi"})),
+            requesting("gpu", json!({"cpu": "100m", "example.com/gpu": "1"})),
+            requesting("best-effort", json!({})),
+        ];
+        let fit = NodeResourcesFit {
+            resources: vec![
+                ResourceSpec::new("cpu", 2),
+                ResourceSpec::new("memory", 1),
+                ResourceSpec::new("example.com/gpu", 3),
+                ResourceSpec::new("pods", 1),
+            ],
         };
+        let plugins: [&dyn ScoreAndPreScore; 3] =
+            [&NodeResourcesFit::default(), &fit, &BalancedAllocation::default()];
+        for pod in &pods {
+            for (i, plugin) in plugins.iter().enumerate() {
+                for pre_score in [true, false] {
+                    let mut state = CycleState::new();
+                    if pre_score {
+                        let _ = plugin.pre_score(&mut state, pod, &refs, &snapshot);
+                    }
+                    let one_by_one: Vec<NodeScore> = refs
+                        .iter()
+                        .enumerate()
+                        .map(|(index, n)| NodeScore {
+                            index,
+                            score: plugin.score(&state, pod, n).expect("score"),
+                        })
+                        .collect();
+                    let mut all = Vec::new();
+                    plugin
+                        .score_nodes(&state, pod, &refs, &mut all)
+                        .expect("score_nodes");
+                    assert_eq!(all, one_by_one, "plugin {i}, pod {}, {pre_score}", pod.name);
+                }
+            }
+        }
+    }
+
+    trait ScoreAndPreScore: ScorePlugin + PreScorePlugin {}
+    impl<T: ScorePlugin + PreScorePlugin> ScoreAndPreScore for T {}
+
+    #[test]
+    fn least_allocated_weights_and_missing_resources() {
+        let spec = ResourceSpec::new;
         // (resources, requested, allocatable, score)
         type Case = (Vec<ResourceSpec>, Vec<i64>, Vec<i64>, i64);
         let cases: Vec<Case> = vec![

@@ -6,8 +6,6 @@
 //! `node.kubernetes.io/not-ready:NoSchedule` taint, even before the node lifecycle controller
 //! has put that taint on it (ours may lag). Upstream relies on the taint alone.
 
-use std::sync::Arc;
-
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use crate::framework::{
@@ -94,7 +92,7 @@ impl PreScorePlugin for TaintToleration {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        _nodes: &[Arc<NodeInfo>],
+        _nodes: &[&NodeInfo],
         _snapshot: &Snapshot,
     ) -> Status {
         let tolerations = pod_tolerations(&pod.pod)
@@ -134,6 +132,8 @@ impl ScorePlugin for TaintToleration {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
 
     use super::*;
