@@ -152,9 +152,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
     if args.scheduler {
         let client = loopback_client(&server);
-        // Its own thread and runtime: as one task among the request handlers it was starved
+        // Its own threads and runtime: as one task among the request handlers it was starved
         // whenever requests queued up (binding lagged seconds behind pod creates in the
-        // scheduler benchmark); as a thread the kernel shares the cores fairly.
+        // scheduler benchmark); as threads the kernel shares the cores fairly. Two workers, so
+        // that decoding the watches and finishing bindings overlap the scheduling cycles.
         std::thread::Builder::new()
             .name("skiff-scheduler".into())
             .spawn(move || {
