@@ -199,7 +199,7 @@ async fn watch_pods(shared: Arc<Shared>) -> Result<(), SchedulerError> {
             }
             watcher::Event::Apply(pod) => apply_pod(&shared, pod),
             watcher::Event::Delete(pod) => {
-                let info = PodInfo::new(Arc::new(pod));
+                let info = PodInfo::new(Arc::from(pod));
                 let mut state = shared.state();
                 state.cache.remove_pod(&info.uid);
                 state.queue.delete(&info.key());
@@ -212,7 +212,7 @@ async fn watch_pods(shared: Arc<Shared>) -> Result<(), SchedulerError> {
     Ok(())
 }
 
-fn unwrap_pods(event: watcher::Event<WatchedPod>) -> watcher::Event<Pod> {
+fn unwrap_pods(event: watcher::Event<WatchedPod>) -> watcher::Event<Box<Pod>> {
     match event {
         watcher::Event::Apply(WatchedPod(p)) => watcher::Event::Apply(p),
         watcher::Event::Delete(WatchedPod(p)) => watcher::Event::Delete(p),
@@ -222,9 +222,9 @@ fn unwrap_pods(event: watcher::Event<WatchedPod>) -> watcher::Event<Pod> {
     }
 }
 
-fn apply_pod(shared: &Shared, pod: Pod) {
+fn apply_pod(shared: &Shared, pod: Box<Pod>) {
     let pending = is_ours_and_pending(&pod, &shared.config.scheduler_name);
-    let info = Arc::new(PodInfo::new(Arc::new(pod)));
+    let info = Arc::new(PodInfo::new(Arc::from(pod)));
     let mut state = shared.state();
     if pending {
         if !state.cache.is_assumed(&info.uid) {
