@@ -33,7 +33,12 @@ impl PathElement {
     /// The FieldsV1 spelling of this element (`f:name`, `k:{...}`, `v:...`, `i:0`).
     pub fn to_fields_v1_key(&self) -> String {
         match self {
-            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Field(name) => {
+                let mut key = String::with_capacity(2 + name.len());
+                key.push_str("f:");
+                key.push_str(name);
+                key
+            }
             PathElement::Key(fields) => {
                 let object: Map<String, Value> = fields.iter().cloned().collect();
                 format!("k:{}", Value::Object(object))
@@ -417,19 +422,41 @@ impl FieldSet {
     /// that is in the set and also has paths below it.
     pub fn to_fields_v1(&self) -> Value {
         let mut object = Map::new();
-        for element in self.elements() {
+        self.write_fields_v1(&mut object);
+        Value::Object(object)
+    }
+
+    /// [`to_fields_v1`](Self::to_fields_v1) into `object`. Every write encodes the managed
+    /// fields of the object it stores, so this walks the members and the children (both
+    /// already in element order) side by side instead of collecting and sorting them, and
+    /// builds each child's entries in place.
+    fn write_fields_v1(&self, object: &mut Map<String, Value>) {
+        let mut members = self.members.iter().peekable();
+        let mut children = self.children.iter().peekable();
+        loop {
+            let (element, member, child) = match (members.peek(), children.peek()) {
+                (None, None) => break,
+                (Some(&m), Some(&(c, _))) if m == c => {
+                    members.next();
+                    let (element, child) = children.next().expect("peeked");
+                    (element, true, Some(child))
+                }
+                (Some(&m), Some(&(c, _))) if m < c => (members.next().expect("peeked"), true, None),
+                (Some(_), None) => (members.next().expect("peeked"), true, None),
+                (_, Some(_)) => {
+                    let (element, child) = children.next().expect("peeked");
+                    (element, false, Some(child))
+                }
+            };
             let mut entry = Map::new();
-            if let Some(child) = self.children.get(element) {
-                if self.members.contains(element) {
+            if let Some(child) = child {
+                if member {
                     entry.insert(".".to_string(), Value::Object(Map::new()));
                 }
-                if let Value::Object(inner) = child.to_fields_v1() {
-                    entry.extend(inner);
-                }
+                child.write_fields_v1(&mut entry);
             }
             object.insert(element.to_fields_v1_key(), Value::Object(entry));
         }
-        Value::Object(object)
     }
 
     /// Parses the FieldsV1 encoding.
@@ -513,6 +540,21 @@ mod tests {
             serde_json::to_string(&set.to_fields_v1()).unwrap(),
             r#"{"f:z":{},"k:{\"port\":9}":{},"k:{\"port\":10}":{},"v:\"b\"":{},"i:1":{}}"#
         );
+    }
+
+    #[test]
+    fn fields_v1_round_trips_in_element_order() {
+        // Members, children and paths that are both ("."), at several depths and of every
+        // element kind, written out of order: encoding sorts them as upstream does.
+        let text = r#"{"f:spec":{".":{},"f:containers":{"k:{\"name\":\"b\"}":{".":{},"f:image":{}},"k:{\"name\":\"a\"}":{"f:ports":{"i:1":{},"i:0":{}}}},"f:finalizers":{"v:\"y\"":{},"v:\"x\"":{}},"f:a":{}},"f:metadata":{"f:labels":{".":{},"f:z":{},"f:app":{}}}}"#;
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        let set = FieldSet::from_fields_v1(&parsed).unwrap();
+        let encoded = serde_json::to_string(&set.to_fields_v1()).unwrap();
+        assert_eq!(
+            encoded,
+            r#"{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:z":{}}},"f:spec":{".":{},"f:a":{},"f:containers":{"k:{\"name\":\"a\"}":{"f:ports":{"i:0":{},"i:1":{}}},"k:{\"name\":\"b\"}":{".":{},"f:image":{}}},"f:finalizers":{"v:\"x\"":{},"v:\"y\"":{}}}}"#
+        );
+        assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()).unwrap(), set);
     }
 
     #[test]

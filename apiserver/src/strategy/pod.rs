@@ -36,9 +36,9 @@ impl Strategy for PodStrategy {
             admit_priority(spec);
             add_default_tolerations(spec);
         }
-        let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-        let mut status = json!({"phase": "Pending", "qosClass": podspec::compute_qos(&spec)});
-        if !arr_of(&spec, "schedulingGates").is_empty() {
+        let spec = obj.get("spec").unwrap_or(&Value::Null);
+        let mut status = json!({"phase": "Pending", "qosClass": podspec::compute_qos(spec)});
+        if !arr_of(spec, "schedulingGates").is_empty() {
             status["conditions"] = json!([{
                 "type": "PodScheduled",
                 "status": "False",

@@ -399,17 +399,17 @@ pub fn compute_qos(spec: &Value) -> &'static str {
     if let Some(res) = spec.get("resources").filter(|r| r.is_object())
         && (!is_empty(res, "requests") || !is_empty(res, "limits"))
     {
-        return qos_of(std::slice::from_ref(res), true);
+        return qos_of(&[res], true);
     }
-    let resources: Vec<Value> = arr_of(spec, "containers")
+    let resources: Vec<&Value> = arr_of(spec, "containers")
         .iter()
         .chain(arr_of(spec, "initContainers"))
-        .map(|c| c.get("resources").cloned().unwrap_or(Value::Null))
+        .map(|c| c.get("resources").unwrap_or(&Value::Null))
         .collect();
     qos_of(&resources, false)
 }
 
-fn qos_of(all: &[Value], pod_level: bool) -> &'static str {
+fn qos_of(all: &[&Value], pod_level: bool) -> &'static str {
     const SUPPORTED: [&str; 2] = ["cpu", "memory"];
     let mut requests: BTreeMap<&str, Quantity> = BTreeMap::new();
     let mut limits: BTreeMap<&str, Quantity> = BTreeMap::new();

@@ -648,8 +648,11 @@ mod tests {
                 ResourceSpec::new("pods", 1),
             ],
         };
-        let plugins: [&dyn ScoreAndPreScore; 3] =
-            [&NodeResourcesFit::default(), &fit, &BalancedAllocation::default()];
+        let plugins: [&dyn ScoreAndPreScore; 3] = [
+            &NodeResourcesFit::default(),
+            &fit,
+            &BalancedAllocation::default(),
+        ];
         for pod in &pods {
             for (i, plugin) in plugins.iter().enumerate() {
                 for pre_score in [true, false] {
