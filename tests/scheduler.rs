@@ -450,7 +450,7 @@ async fn node_health_and_preferences() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_lease_one_active_scheduler() {
     use k8s_openapi::api::coordination::v1::Lease;
-    use skiff_scheduler::leader::LeaderElectionConfig;
+    use skiff_client::LeaderElectionConfig;
 
     let (_server, client, nodes, pods) = without_a_scheduler().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
@@ -465,7 +465,7 @@ async fn one_lease_one_active_scheduler() {
             lease_duration: Duration::from_secs(2),
             renew_deadline: Duration::from_millis(1500),
             retry_period: Duration::from_millis(200),
-            ..Default::default()
+            ..LeaderElectionConfig::new("kube-scheduler")
         }),
         ..Default::default()
     };
