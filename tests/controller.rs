@@ -13,25 +13,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use skiff_client::LeaderElectionConfig;
 use skiff_controller::{ControllerError, ControllerManagerConfig};
-use support::{Backend, Server};
-
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use support::{Backend, Server, wait_for};
 
 /// An API server without its in-process controllers (and scheduler), and a client.
 async fn without_controllers() -> (Server, kube::Client) {
@@ -63,15 +45,20 @@ async fn create_namespace(client: &kube::Client, name: &str) {
         .expect("create namespace");
 }
 
+/// The uid of `namespace`'s `default` ServiceAccount, if there is one.
+async fn default_uid(sas: &Api<ServiceAccount>) -> Option<String> {
+    sas.get_opt("default")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|sa| sa.metadata.uid)
+}
+
 /// The uid of `namespace`'s `default` ServiceAccount once it exists.
 async fn default_service_account(client: &kube::Client, namespace: &str) -> String {
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    wait_for(&format!("ServiceAccount {namespace}/default"), || async {
-        sas.get_opt("default")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|sa| sa.metadata.uid)
+    wait_for(&format!("ServiceAccount {namespace}/default"), || {
+        default_uid(&sas)
     })
     .await
 }
@@ -101,12 +88,7 @@ async fn deleted_default_service_account_comes_back() {
         .await
         .expect("delete");
     let again = wait_for("a new default ServiceAccount", || async {
-        sas.get_opt("default")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|sa| sa.metadata.uid)
-            .filter(|uid| *uid != first)
+        default_uid(&sas).await.filter(|uid| *uid != first)
     })
     .await;
     assert_ne!(again, first);

@@ -172,47 +172,46 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .context("writing the admin kubeconfig")?;
     tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
     if args.scheduler {
+        // Two workers, so that decoding the watches and finishing bindings overlap the
+        // scheduling cycles.
         let client = loopback_client(&server);
-        // Its own threads and runtime: as one task among the request handlers it was starved
-        // whenever requests queued up (binding lagged seconds behind pod creates in the
-        // scheduler benchmark); as threads the kernel shares the cores fairly. Two workers, so
-        // that decoding the watches and finishing bindings overlap the scheduling cycles.
-        std::thread::Builder::new()
-            .name("skiff-scheduler".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("skiff-scheduler")
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(in_process_scheduler(client)),
-                    Err(e) => tracing::error!(error = %e, "cannot start the scheduler's runtime"),
-                }
-            })
-            .context("starting the scheduler thread")?;
+        spawn_on_own_runtime("skiff-scheduler", 2, in_process_scheduler(client))?;
     }
     if args.controllers {
         let client = loopback_client(&server);
-        // Its own thread and runtime for the same reason as the scheduler's: the kernel, not
-        // the server's task queue, shares the cores between it and the request handlers.
-        std::thread::Builder::new()
-            .name("skiff-controller-manager".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .thread_name("skiff-controller-manager")
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(in_process_controller_manager(client)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the controller manager's runtime")
-                    }
-                }
-            })
-            .context("starting the controller manager thread")?;
+        spawn_on_own_runtime(
+            "skiff-controller-manager",
+            1,
+            in_process_controller_manager(client),
+        )?;
     }
     server.serve().await.context("serving the API")
+}
+
+/// Runs an in-process component on its own threads with its own runtime. As one task among
+/// the request handlers the scheduler was starved whenever requests queued up (binding lagged
+/// seconds behind pod creates in the scheduler benchmark); as threads the kernel shares the
+/// cores fairly.
+fn spawn_on_own_runtime(
+    name: &'static str,
+    workers: usize,
+    component: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name(name)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(component),
+                Err(e) => tracing::error!(error = %e, component = name, "cannot start its runtime"),
+            }
+        })
+        .with_context(|| format!("starting the {name} thread"))?;
+    Ok(())
 }
 
 /// A client of this process's API whose requests go straight into the server's router: the
