@@ -11,7 +11,7 @@ use std::pin::Pin;
 use kube::Client;
 use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
 
-use crate::serviceaccount;
+use crate::{replicaset, serviceaccount};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -41,6 +41,37 @@ pub enum ControllerError {
 
 type ControllerFuture = Pin<Box<dyn Future<Output = Result<(), ControllerError>> + Send>>;
 
+/// Drives a kube-rs `Controller`'s output until it ends, logging failed syncs (they are
+/// requeued by the controller's error policy); its end is final for controller `name`.
+pub(crate) async fn drive<K, E>(
+    name: &'static str,
+    results: impl futures::Stream<
+        Item = Result<K, kube::runtime::controller::Error<E, kube::runtime::watcher::Error>>,
+    >,
+) -> Result<(), ControllerError>
+where
+    E: std::error::Error + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::controller::Error;
+    results
+        .for_each(|result| async move {
+            match result {
+                Ok(_) => {}
+                // An event for an object already gone from the cache.
+                Err(e @ Error::ObjectNotFound(_)) => {
+                    tracing::debug!(controller = name, error = %e, "nothing to sync");
+                }
+                Err(e) => tracing::warn!(controller = name, error = %e, "sync failed"),
+            }
+        })
+        .await;
+    Err(ControllerError::Stopped {
+        controller: name,
+        reason: "its watch stream ended".into(),
+    })
+}
+
 /// Runs until a controller stops for good or leadership is lost. Dropping the future stops
 /// every controller.
 pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), ControllerError> {
@@ -49,10 +80,13 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
         None => None,
     };
     // kube-controller-manager's `NewControllerDescriptors`, by name.
-    let controllers: Vec<(&'static str, ControllerFuture)> = vec![(
-        serviceaccount::NAME,
-        Box::pin(serviceaccount::run(client.clone())),
-    )];
+    let controllers: Vec<(&'static str, ControllerFuture)> = vec![
+        (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
+        (
+            serviceaccount::NAME,
+            Box::pin(serviceaccount::run(client.clone())),
+        ),
+    ];
     tracing::info!(
         controllers = ?controllers.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
         "controller manager started"

@@ -9,16 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::manager::ControllerError;
+use crate::manager::{ControllerError, drive};
 
 /// kube-controller-manager's name for it (`--controllers`).
 pub const NAME: &str = "serviceaccount-controller";
@@ -53,28 +52,14 @@ enum SyncError {
 pub async fn run(client: Client) -> Result<(), ControllerError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let service_accounts: Api<ServiceAccount> = Api::all(client.clone());
-    Controller::new(namespaces, watcher::Config::default())
+    let results = Controller::new(namespaces, watcher::Config::default())
         .watches(
             service_accounts,
             watcher::Config::default().fields(&format!("metadata.name={DEFAULT}")),
             |sa| sa.metadata.namespace.map(|ns| ObjectRef::new(&ns)),
         )
-        .run(sync_namespace, error_policy, Arc::new(Context { client }))
-        .for_each(|result| async move {
-            match result {
-                Ok(_) => {}
-                // A ServiceAccount event for a namespace already gone from the cache.
-                Err(e @ controller::Error::ObjectNotFound(_)) => {
-                    tracing::debug!(controller = NAME, error = %e, "nothing to sync");
-                }
-                Err(e) => tracing::warn!(controller = NAME, error = %e, "sync failed"),
-            }
-        })
-        .await;
-    Err(ControllerError::Stopped {
-        controller: NAME,
-        reason: "its watch stream ended".into(),
-    })
+        .run(sync_namespace, error_policy, Arc::new(Context { client }));
+    drive(NAME, results).await
 }
 
 /// Upstream's `syncNamespace`.
