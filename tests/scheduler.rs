@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use skiff_scheduler::SchedulerConfig;
-use support::{Backend, Server};
+use support::{Backend, Server, wait_for};
 
 fn node(name: &str, cpu: &str, taints: serde_json::Value) -> Node {
     labelled_node(name, cpu, taints, json!({}), false)
@@ -53,24 +53,6 @@ async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {
         .await
         .ok()
         .and_then(|p| p.spec.and_then(|s| s.node_name))
-}
-
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// An API server whose in-process scheduler is off (each test runs its own), a client, and
@@ -450,7 +432,7 @@ async fn node_health_and_preferences() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_lease_one_active_scheduler() {
     use k8s_openapi::api::coordination::v1::Lease;
-    use skiff_scheduler::leader::LeaderElectionConfig;
+    use skiff_client::LeaderElectionConfig;
 
     let (_server, client, nodes, pods) = without_a_scheduler().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
@@ -465,7 +447,7 @@ async fn one_lease_one_active_scheduler() {
             lease_duration: Duration::from_secs(2),
             renew_deadline: Duration::from_millis(1500),
             retry_period: Duration::from_millis(200),
-            ..Default::default()
+            ..LeaderElectionConfig::new("kube-scheduler")
         }),
         ..Default::default()
     };

@@ -8,12 +8,12 @@
 //! - [`queue`]: the active heap, the backoff set and the unschedulable set.
 //! - [`scheduler`]: the process — watches, the scheduling loop, binding, failure events.
 //! - [`watched`]: pods as the watch decodes them (without managedFields).
-//! - [`leader`]: leader election through a Lease.
+//!
+//! Leader election (the `kube-system/kube-scheduler` Lease) is `skiff-client`'s.
 //! - [`plugins`]: one module per plugin, all registered in [`plugins::default_framework`].
 
 pub mod cache;
 pub mod framework;
-pub mod leader;
 pub mod plugins;
 pub mod queue;
 pub mod scheduler;

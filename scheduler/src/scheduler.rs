@@ -13,11 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
+use skiff_client::{LeaderElection, LeaderElectionConfig};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::cache::Cache;
 use crate::framework::{CycleState, Framework, PodInfo, ScheduleError, Snapshot};
-use crate::leader::{LeaderElection, LeaderElectionConfig};
 use crate::plugins::default_framework;
 use crate::queue::{ClusterEvent, SchedulingQueue};
 use crate::watched::WatchedPod;
@@ -41,7 +41,7 @@ impl Default for SchedulerConfig {
             scheduler_name: "default-scheduler".into(),
             assumed_ttl: Duration::from_secs(30),
             bind_concurrency: 64,
-            leader_election: Some(LeaderElectionConfig::default()),
+            leader_election: Some(LeaderElectionConfig::new("kube-scheduler")),
         }
     }
 }
@@ -81,7 +81,11 @@ impl Shared {
 /// Runs until the watches fail for good or leadership is lost.
 pub async fn run(client: Client, config: SchedulerConfig) -> Result<(), SchedulerError> {
     let leadership = match &config.leader_election {
-        Some(le) => Some(LeaderElection::acquire(client.clone(), le.clone()).await?),
+        Some(le) => Some(
+            LeaderElection::acquire(client.clone(), le.clone())
+                .await
+                .map_err(|e| SchedulerError::Leadership(e.to_string()))?,
+        ),
         None => None,
     };
     let framework = default_framework();
@@ -113,7 +117,7 @@ pub async fn run(client: Client, config: SchedulerConfig) -> Result<(), Schedule
         r = flatten(pods) => r,
         lost = async {
             match leadership {
-                Some(mut l) => l.lost().await,
+                Some(mut l) => l.lost().await.to_string(),
                 None => std::future::pending().await,
             }
         } => Err(SchedulerError::Leadership(lost)),

@@ -1,4 +1,5 @@
-//! `skiff`: one binary for every Skiff component. `skiff server` runs the API server.
+//! `skiff`: one binary for every Skiff component. `skiff server` runs the API server (with the
+//! scheduler and the controller manager in process).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,19 @@ enum Command {
     Runtime(skiff_runtime::cli::RuntimeArgs),
     /// Run the scheduler against an API server.
     Scheduler(SchedulerArgs),
+    /// Run the controller manager against an API server.
+    ControllerManager(ControllerManagerArgs),
+}
+
+#[derive(clap::Args)]
+struct ControllerManagerArgs {
+    /// The kubeconfig to reach the API server with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Hold the kube-system/kube-controller-manager Lease while reconciling (set false for a
+    /// lone controller manager).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +89,10 @@ struct ServerArgs {
     /// Run the scheduler in this process (as `skiff scheduler`, through the API).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     scheduler: bool,
+    /// Run the controller manager in this process (as `skiff controller-manager`, through the
+    /// API).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    controllers: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,6 +118,9 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(scheduler(args)),
+        Command::ControllerManager(args) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(controller_manager(args)),
     }
 }
 
@@ -151,27 +172,46 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .context("writing the admin kubeconfig")?;
     tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
     if args.scheduler {
+        // Two workers, so that decoding the watches and finishing bindings overlap the
+        // scheduling cycles.
         let client = loopback_client(&server);
-        // Its own threads and runtime: as one task among the request handlers it was starved
-        // whenever requests queued up (binding lagged seconds behind pod creates in the
-        // scheduler benchmark); as threads the kernel shares the cores fairly. Two workers, so
-        // that decoding the watches and finishing bindings overlap the scheduling cycles.
-        std::thread::Builder::new()
-            .name("skiff-scheduler".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("skiff-scheduler")
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(in_process_scheduler(client)),
-                    Err(e) => tracing::error!(error = %e, "cannot start the scheduler's runtime"),
-                }
-            })
-            .context("starting the scheduler thread")?;
+        spawn_on_own_runtime("skiff-scheduler", 2, in_process_scheduler(client))?;
+    }
+    if args.controllers {
+        let client = loopback_client(&server);
+        spawn_on_own_runtime(
+            "skiff-controller-manager",
+            1,
+            in_process_controller_manager(client),
+        )?;
     }
     server.serve().await.context("serving the API")
+}
+
+/// Runs an in-process component on its own threads with its own runtime. As one task among
+/// the request handlers the scheduler was starved whenever requests queued up (binding lagged
+/// seconds behind pod creates in the scheduler benchmark); as threads the kernel shares the
+/// cores fairly.
+fn spawn_on_own_runtime(
+    name: &'static str,
+    workers: usize,
+    component: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name(name)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(component),
+                Err(e) => tracing::error!(error = %e, component = name, "cannot start its runtime"),
+            }
+        })
+        .with_context(|| format!("starting the {name} thread"))?;
+    Ok(())
 }
 
 /// A client of this process's API whose requests go straight into the server's router: the
@@ -214,6 +254,18 @@ async fn in_process_scheduler(client: kube::Client) {
     }
 }
 
+/// The controller manager as a client of this process's API, restarted if it stops, as a
+/// supervisor would restart `skiff controller-manager`.
+async fn in_process_controller_manager(client: kube::Client) {
+    loop {
+        let config = skiff_controller::ControllerManagerConfig::default();
+        if let Err(e) = skiff_controller::run(client.clone(), config).await {
+            tracing::warn!(error = %format!("{e:#}"), "controller manager stopped; restarting");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     // kube's rustls needs a process-wide crypto provider (ring, as the workspace pins it).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -238,4 +290,15 @@ async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     skiff_scheduler::run(client, scheduler_config)
         .await
         .context("scheduler stopped")
+}
+
+async fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    let client = kube_client(&args.kubeconfig).await?;
+    let mut config = skiff_controller::ControllerManagerConfig::default();
+    if !args.leader_elect {
+        config.leader_election = None;
+    }
+    skiff_controller::run(client, config)
+        .await
+        .context("controller manager stopped")
 }

@@ -1,7 +1,7 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, as client-go's leaderelection:
 //! the holder renews it every `retry_period`; another candidate takes it over only once it has
 //! not been renewed for `lease_duration`; a holder that cannot renew within `renew_deadline`
-//! stops, so two schedulers never both bind.
+//! stops, so two schedulers (or controller managers) never both act.
 
 use std::time::Duration;
 
@@ -11,11 +11,27 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::sync::oneshot;
 
-use crate::scheduler::SchedulerError;
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderElectionError {
+    #[error("invalid leader election config: {0}")]
+    InvalidConfig(&'static str),
+    #[error("lease {lease} taken by another holder")]
+    TakenOver { lease: String },
+    #[error("could not renew lease {lease} within {deadline:?}: {source}")]
+    RenewDeadline {
+        lease: String,
+        deadline: Duration,
+        source: kube::Error,
+    },
+    #[error("the renewal of lease {lease} stopped")]
+    RenewalEnded { lease: String },
+}
 
 #[derive(Debug, Clone)]
 pub struct LeaderElectionConfig {
     pub namespace: String,
+    /// The Lease's name, which is the component's (`kube-scheduler`,
+    /// `kube-controller-manager`): candidates for the same role share it.
     pub name: String,
     /// Unique per candidate.
     pub identity: String,
@@ -24,28 +40,61 @@ pub struct LeaderElectionConfig {
     pub retry_period: Duration,
 }
 
-impl Default for LeaderElectionConfig {
-    fn default() -> Self {
+impl LeaderElectionConfig {
+    /// The Lease `kube-system/<name>` with client-go's timings (15 s lease, 10 s renew
+    /// deadline, 2 s retry) and this host and process as the identity. There is no `Default`:
+    /// a component that forgot to name its lease would contend for someone else's.
+    pub fn new(name: impl Into<String>) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "skiff".into());
         LeaderElectionConfig {
             namespace: "kube-system".into(),
-            name: "kube-scheduler".into(),
+            name: name.into(),
             identity: format!("{host}_{}", std::process::id()),
-            // client-go's defaults for kube-scheduler.
+            // client-go's defaults (kube-scheduler's and kube-controller-manager's).
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         }
+    }
+
+    /// client-go's `NewLeaderElector` checks: a holder must be able to retry before its renew
+    /// deadline and give up before its lease could expire under it.
+    fn validate(&self) -> Result<(), LeaderElectionError> {
+        if self.name.is_empty() {
+            return Err(LeaderElectionError::InvalidConfig(
+                "the lease name is empty",
+            ));
+        }
+        if self.identity.is_empty() {
+            return Err(LeaderElectionError::InvalidConfig("the identity is empty"));
+        }
+        if self.lease_duration <= self.renew_deadline {
+            return Err(LeaderElectionError::InvalidConfig(
+                "leaseDuration must be greater than renewDeadline",
+            ));
+        }
+        // client-go's JitterFactor is 1.2.
+        if self.renew_deadline.as_secs_f64() <= self.retry_period.as_secs_f64() * 1.2 {
+            return Err(LeaderElectionError::InvalidConfig(
+                "renewDeadline must be greater than retryPeriod*JitterFactor",
+            ));
+        }
+        Ok(())
+    }
+
+    fn lease(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 
 /// Held leadership; `lost` resolves when it is gone. Dropping it stops the renewals (the lease
 /// then expires and another candidate takes over).
 pub struct LeaderElection {
-    lost: oneshot::Receiver<String>,
+    lost: oneshot::Receiver<LeaderElectionError>,
     renewal: tokio::task::JoinHandle<()>,
+    lease: String,
 }
 
 impl Drop for LeaderElection {
@@ -59,7 +108,9 @@ impl LeaderElection {
     pub async fn acquire(
         client: Client,
         config: LeaderElectionConfig,
-    ) -> Result<LeaderElection, SchedulerError> {
+    ) -> Result<LeaderElection, LeaderElectionError> {
+        config.validate()?;
+        let lease = config.lease();
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         loop {
             match try_acquire_or_renew(&api, &config).await {
@@ -78,29 +129,40 @@ impl LeaderElection {
                 match try_acquire_or_renew(&api, &config).await {
                     Ok(true) => last_renew = tokio::time::Instant::now(),
                     Ok(false) => {
-                        let _ = tx.send(format!("lease {} taken by another holder", config.name));
+                        let _ = tx.send(LeaderElectionError::TakenOver {
+                            lease: config.lease(),
+                        });
                         return;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "renewing the lease");
                         if last_renew.elapsed() > config.renew_deadline {
-                            let _ = tx.send(format!(
-                                "could not renew lease {} within {:?}: {e}",
-                                config.name, config.renew_deadline
-                            ));
+                            let _ = tx.send(LeaderElectionError::RenewDeadline {
+                                lease: config.lease(),
+                                deadline: config.renew_deadline,
+                                source: e,
+                            });
                             return;
                         }
                     }
                 }
             }
         });
-        Ok(LeaderElection { lost: rx, renewal })
+        Ok(LeaderElection {
+            lost: rx,
+            renewal,
+            lease,
+        })
     }
 
-    pub async fn lost(&mut self) -> String {
-        (&mut self.lost)
-            .await
-            .unwrap_or_else(|_| "the renewal task ended".into())
+    /// Resolves when leadership is gone, with why.
+    pub async fn lost(&mut self) -> LeaderElectionError {
+        match (&mut self.lost).await {
+            Ok(why) => why,
+            Err(_) => LeaderElectionError::RenewalEnded {
+                lease: self.lease.clone(),
+            },
+        }
     }
 }
 
@@ -165,5 +227,44 @@ async fn try_acquire_or_renew(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_go_timings_are_valid() {
+        let config = LeaderElectionConfig::new("kube-controller-manager");
+        assert_eq!(config.namespace, "kube-system");
+        assert_eq!(config.lease_duration, Duration::from_secs(15));
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn invalid_timings_are_refused() {
+        let base = LeaderElectionConfig::new("kube-scheduler");
+        let unnamed = LeaderElectionConfig {
+            name: String::new(),
+            ..base.clone()
+        };
+        let deadline_past_lease = LeaderElectionConfig {
+            renew_deadline: Duration::from_secs(15),
+            ..base.clone()
+        };
+        let retry_past_deadline = LeaderElectionConfig {
+            retry_period: Duration::from_secs(9),
+            ..base
+        };
+        for config in [unnamed, deadline_past_lease, retry_past_deadline] {
+            assert!(
+                matches!(
+                    config.validate(),
+                    Err(LeaderElectionError::InvalidConfig(_))
+                ),
+                "{config:?}"
+            );
+        }
     }
 }

@@ -1,0 +1,112 @@
+//! The controller manager: takes the `kube-system/kube-controller-manager` Lease (when
+//! configured), then runs its controllers concurrently, as kube-controller-manager's
+//! `Run`/`StartControllers` do. Controllers never return on a transient error (kube-rs's
+//! runtime retries watches with backoff and requeues failed reconciles), so one returning at
+//! all means it cannot go on, and the manager stops with it; a supervisor (`skiff server`, or
+//! whatever runs `skiff controller-manager`) restarts the whole manager.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use kube::Client;
+use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
+
+use crate::{replicaset, serviceaccount};
+
+/// How the controller manager runs.
+#[derive(Debug, Clone)]
+pub struct ControllerManagerConfig {
+    /// `None`: run without a lease (a single controller manager, tests).
+    pub leader_election: Option<LeaderElectionConfig>,
+}
+
+impl Default for ControllerManagerConfig {
+    fn default() -> Self {
+        ControllerManagerConfig {
+            leader_election: Some(LeaderElectionConfig::new("kube-controller-manager")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("leader election: {0}")]
+    Leadership(#[from] LeaderElectionError),
+    #[error("the {controller} controller stopped: {reason}")]
+    Stopped {
+        controller: &'static str,
+        reason: String,
+    },
+}
+
+type ControllerFuture = Pin<Box<dyn Future<Output = Result<(), ControllerError>> + Send>>;
+
+/// Drives a kube-rs `Controller`'s output until it ends, logging failed syncs (they are
+/// requeued by the controller's error policy); its end is final for controller `name`.
+pub(crate) async fn drive<K, E>(
+    name: &'static str,
+    results: impl futures::Stream<
+        Item = Result<K, kube::runtime::controller::Error<E, kube::runtime::watcher::Error>>,
+    >,
+) -> Result<(), ControllerError>
+where
+    E: std::error::Error + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::controller::Error;
+    results
+        .for_each(|result| async move {
+            match result {
+                Ok(_) => {}
+                // An event for an object already gone from the cache.
+                Err(e @ Error::ObjectNotFound(_)) => {
+                    tracing::debug!(controller = name, error = %e, "nothing to sync");
+                }
+                Err(e) => tracing::warn!(controller = name, error = %e, "sync failed"),
+            }
+        })
+        .await;
+    Err(ControllerError::Stopped {
+        controller: name,
+        reason: "its watch stream ended".into(),
+    })
+}
+
+/// Runs until a controller stops for good or leadership is lost. Dropping the future stops
+/// every controller.
+pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), ControllerError> {
+    let leadership = match config.leader_election {
+        Some(le) => Some(LeaderElection::acquire(client.clone(), le).await?),
+        None => None,
+    };
+    // kube-controller-manager's `NewControllerDescriptors`, by name.
+    let controllers: Vec<(&'static str, ControllerFuture)> = vec![
+        (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
+        (
+            serviceaccount::NAME,
+            Box::pin(serviceaccount::run(client.clone())),
+        ),
+    ];
+    tracing::info!(
+        controllers = ?controllers.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "controller manager started"
+    );
+    let all = futures::future::select_all(controllers.into_iter().map(|(name, controller)| {
+        Box::pin(async move {
+            controller.await?;
+            Err::<(), _>(ControllerError::Stopped {
+                controller: name,
+                reason: "it returned".into(),
+            })
+        })
+    }));
+    tokio::select! {
+        (first, _, _) = all => first,
+        lost = async {
+            match leadership {
+                Some(mut l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        } => Err(ControllerError::Leadership(lost)),
+    }
+}
