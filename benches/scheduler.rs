@@ -697,6 +697,9 @@ impl Cluster {
                 } else {
                     "--scheduler=false"
                 },
+                // As scheduler_perf: an API server and a scheduler, no controller manager
+                // (its ReplicaSet controller would decode every pod once more).
+                "--controllers=false",
             ],
             dir.path().join("server.log"),
         );
