@@ -31,6 +31,7 @@ fn run_controllers(client: &kube::Client) -> tokio::task::JoinHandle<Result<(), 
         client.clone(),
         ControllerManagerConfig {
             leader_election: None,
+            ..Default::default()
         },
     ))
 }
@@ -184,6 +185,7 @@ async fn one_lease_one_active_controller_manager() {
             retry_period: Duration::from_millis(200),
             ..LeaderElectionConfig::new("kube-controller-manager")
         }),
+        ..Default::default()
     };
     let holder = || async {
         leases

@@ -10,29 +10,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::{Backend, Server, wait_for};
+use support::{Server, wait_for, with_controller_manager};
 
-/// A server without its own controllers or scheduler, and a controller manager (no lease)
-/// running in the test.
+/// A server without its own controllers or scheduler, and the default controller manager
+/// (no lease) running in the test.
 async fn start() -> (Server, Client, tokio::task::JoinHandle<()>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = Server::start_with(
-        Backend::Embedded,
-        &["--controllers=false", "--scheduler=false"],
-    );
-    let client = server.client().await;
-    let manager = tokio::spawn({
-        let client = client.clone();
-        async move {
-            let config = skiff_controller::ControllerManagerConfig {
-                leader_election: None,
-            };
-            if let Err(e) = skiff_controller::run(client, config).await {
-                panic!("the controller manager stopped: {e}");
-            }
-        }
-    });
-    (server, client, manager)
+    with_controller_manager(Default::default()).await
 }
 
 fn replica_set(name: &str, app: &str, replicas: i32, min_ready: i32) -> ReplicaSet {

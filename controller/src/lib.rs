@@ -6,10 +6,12 @@
 //!   `kube-system/kube-controller-manager` Lease and runs every controller under it.
 //! - One module per controller: [`replicaset`] (`spec.replicas` pods from a template, with
 //!   expectations, adoption and upstream's deletion ranking), [`serviceaccount`] (a `default`
-//!   ServiceAccount in every namespace).
+//!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node).
 
 pub mod manager;
+pub mod nodeipam;
 pub mod replicaset;
 pub mod serviceaccount;
 
 pub use manager::{ControllerError, ControllerManagerConfig, run};
+pub use nodeipam::{Ipv4Cidr, NodeIpamConfig};

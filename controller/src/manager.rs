@@ -11,6 +11,7 @@ use std::pin::Pin;
 use kube::Client;
 use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
 
+use crate::nodeipam::{self, NodeIpamConfig};
 use crate::{replicaset, serviceaccount};
 
 /// How the controller manager runs.
@@ -18,12 +19,15 @@ use crate::{replicaset, serviceaccount};
 pub struct ControllerManagerConfig {
     /// `None`: run without a lease (a single controller manager, tests).
     pub leader_election: Option<LeaderElectionConfig>,
+    /// Pod CIDRs for nodes (`--allocate-node-cidrs`); `None` leaves nodes' podCIDR alone.
+    pub node_ipam: Option<NodeIpamConfig>,
 }
 
 impl Default for ControllerManagerConfig {
     fn default() -> Self {
         ControllerManagerConfig {
             leader_election: Some(LeaderElectionConfig::new("kube-controller-manager")),
+            node_ipam: Some(NodeIpamConfig::default()),
         }
     }
 }
@@ -80,13 +84,19 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
         None => None,
     };
     // kube-controller-manager's `NewControllerDescriptors`, by name.
-    let controllers: Vec<(&'static str, ControllerFuture)> = vec![
+    let mut controllers: Vec<(&'static str, ControllerFuture)> = vec![
         (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
         (
             serviceaccount::NAME,
             Box::pin(serviceaccount::run(client.clone())),
         ),
     ];
+    if let Some(ipam) = config.node_ipam {
+        controllers.push((
+            nodeipam::NAME,
+            Box::pin(nodeipam::run(client.clone(), ipam)),
+        ));
+    }
     tracing::info!(
         controllers = ?controllers.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
         "controller manager started"

@@ -45,6 +45,32 @@ struct ControllerManagerArgs {
     /// lone controller manager).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
+    #[command(flatten)]
+    node_ipam: NodeIpamArgs,
+}
+
+/// kube-controller-manager's node IPAM flags.
+#[derive(clap::Args, Clone)]
+struct NodeIpamArgs {
+    /// Give every node a pod CIDR (spec.podCIDR) from --cluster-cidr.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The pods' IPv4 range, cut into one block per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: skiff_controller::Ipv4Cidr,
+    /// The prefix length of each node's block.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+}
+
+impl NodeIpamArgs {
+    fn config(&self) -> Option<skiff_controller::NodeIpamConfig> {
+        self.allocate_node_cidrs
+            .then_some(skiff_controller::NodeIpamConfig {
+                cluster_cidr: self.cluster_cidr,
+                node_mask_size: self.node_cidr_mask_size,
+            })
+    }
 }
 
 #[derive(clap::Args)]
@@ -93,6 +119,8 @@ struct ServerArgs {
     /// API).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     controllers: bool,
+    #[command(flatten)]
+    node_ipam: NodeIpamArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -182,7 +210,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         spawn_on_own_runtime(
             "skiff-controller-manager",
             1,
-            in_process_controller_manager(client),
+            in_process_controller_manager(client, args.node_ipam.config()),
         )?;
     }
     server.serve().await.context("serving the API")
@@ -256,9 +284,15 @@ async fn in_process_scheduler(client: kube::Client) {
 
 /// The controller manager as a client of this process's API, restarted if it stops, as a
 /// supervisor would restart `skiff controller-manager`.
-async fn in_process_controller_manager(client: kube::Client) {
+async fn in_process_controller_manager(
+    client: kube::Client,
+    node_ipam: Option<skiff_controller::NodeIpamConfig>,
+) {
     loop {
-        let config = skiff_controller::ControllerManagerConfig::default();
+        let config = skiff_controller::ControllerManagerConfig {
+            node_ipam: node_ipam.clone(),
+            ..Default::default()
+        };
         if let Err(e) = skiff_controller::run(client.clone(), config).await {
             tracing::warn!(error = %format!("{e:#}"), "controller manager stopped; restarting");
         }
@@ -294,7 +328,10 @@ async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 
 async fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let client = kube_client(&args.kubeconfig).await?;
-    let mut config = skiff_controller::ControllerManagerConfig::default();
+    let mut config = skiff_controller::ControllerManagerConfig {
+        node_ipam: args.node_ipam.config(),
+        ..Default::default()
+    };
     if !args.leader_elect {
         config.leader_election = None;
     }

@@ -180,3 +180,29 @@ pub fn kubectl_path() -> PathBuf {
     );
     p
 }
+
+/// An API server without its in-process controllers and scheduler, a client, and a
+/// controller manager running in this process with `config`, less leader election.
+pub async fn with_controller_manager(
+    config: skiff_controller::ControllerManagerConfig,
+) -> (Server, kube::Client, tokio::task::JoinHandle<()>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Server::start_with(
+        Backend::Embedded,
+        &["--controllers=false", "--scheduler=false"],
+    );
+    let client = server.client().await;
+    let manager = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let config = skiff_controller::ControllerManagerConfig {
+                leader_election: None,
+                ..config
+            };
+            if let Err(e) = skiff_controller::run(client, config).await {
+                panic!("the controller manager stopped: {e}");
+            }
+        }
+    });
+    (server, client, manager)
+}
