@@ -211,6 +211,35 @@ impl FieldSet {
         }
     }
 
+    /// Adds the one-element path `element`.
+    pub(crate) fn insert_member(&mut self, element: PathElement) {
+        self.members.insert(element);
+    }
+
+    /// Adds `element` (a member when `member`) with the paths of `below` under it.
+    pub(crate) fn insert_node(&mut self, element: PathElement, below: FieldSet, member: bool) {
+        let has_children = !below.is_empty();
+        match (member, has_children) {
+            (true, true) => {
+                self.members.insert(element.clone());
+            }
+            (true, false) => {
+                self.members.insert(element);
+                return;
+            }
+            (false, false) => return,
+            (false, true) => {}
+        }
+        match self.children.get_mut(&element) {
+            Some(existing) => {
+                existing.union_with(&below);
+            }
+            None => {
+                self.children.insert(element, below);
+            }
+        }
+    }
+
     /// Removes exactly `path` (the paths below it stay); true if it was there.
     pub(crate) fn remove(&mut self, path: &[PathElement]) -> bool {
         match path {

@@ -616,10 +616,15 @@ fn track_update(
         return Ok(());
     }
 
-    let empty = Value::Object(Map::new());
     let node = root(gvk);
     // The comparison skips metadata.managedFields, so the stored object is used as it is.
-    let cmp = filtered_comparison(old.unwrap_or(&empty), object, node, subresource)?;
+    let cmp = match old {
+        Some(old) => filtered_comparison(old, object, node, subresource)?,
+        None => typed::Comparison {
+            added: track_only(typed::created_fields(object, node)?, subresource),
+            ..Default::default()
+        },
+    };
     let mut changed = cmp.added;
     changed.union_with(&cmp.modified);
     for entry in &mut entries {
