@@ -54,6 +54,69 @@ fn encode(obj: &mut Value) -> Vec<u8> {
     serde_json::to_vec(obj).unwrap_or_default()
 }
 
+/// Where [`encode_locating_metadata`] left `metadata` in its output: the offset of its
+/// closing brace, and whether it has members (a new member then needs a comma).
+#[derive(Debug, Clone, Copy)]
+struct MetadataEnd {
+    close: usize,
+    has_members: bool,
+}
+
+/// [`encode`], noting where `metadata` ends so that the object's JSON with its new
+/// resourceVersion can be spliced from the stored bytes ([`splice_resource_version`]) instead
+/// of encoding the object a second time for the response. The bytes are serde_json's compact
+/// encoding of `obj`, member by member, so they equal what [`encode`] gives.
+fn encode_locating_metadata(obj: &mut Value) -> (Vec<u8>, Option<MetadataEnd>) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    let Value::Object(members) = &*obj else {
+        return (serde_json::to_vec(obj).unwrap_or_default(), None);
+    };
+    let mut out = Vec::with_capacity(2048);
+    let mut metadata_end = None;
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a string or a serde_json::Value into a Vec cannot fail.
+        if serde_json::to_writer(&mut out, key).is_err() {
+            return (serde_json::to_vec(obj).unwrap_or_default(), None);
+        }
+        out.push(b':');
+        if serde_json::to_writer(&mut out, value).is_err() {
+            return (serde_json::to_vec(obj).unwrap_or_default(), None);
+        }
+        if key == "metadata"
+            && let Value::Object(meta) = value
+        {
+            metadata_end = Some(MetadataEnd {
+                close: out.len() - 1,
+                has_members: !meta.is_empty(),
+            });
+        }
+    }
+    out.push(b'}');
+    (out, metadata_end)
+}
+
+/// `raw`, as [`encode_locating_metadata`] wrote it, with `metadata.resourceVersion` set to
+/// `revision` as the last member of `metadata`, where [`set_resource_version`] puts it.
+fn splice_resource_version(raw: &[u8], end: MetadataEnd, revision: Revision) -> Option<Vec<u8>> {
+    let rv = revision.to_string();
+    let mut out = Vec::with_capacity(raw.len() + rv.len() + 24);
+    out.extend_from_slice(raw.get(..end.close)?);
+    if end.has_members {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(rv.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(raw.get(end.close..)?);
+    Some(out)
+}
+
 /// The object just written as `kv`: `obj` went through [`encode`], so decoding `kv` again
 /// would only rebuild it.
 fn written(kv: KeyValue, mut obj: Value) -> Stored {
@@ -363,9 +426,18 @@ impl ObjectStore {
         })
     }
 
-    pub async fn create(&self, key: &str, mut obj: Value) -> Result<Stored, StorageError> {
-        let kv = self.raw.create(key, encode(&mut obj)).await?;
-        Ok(written(kv, obj))
+    /// Creates `obj` under `key`; also returns the created object's JSON (what encoding
+    /// `Stored::object` gives), spliced from the stored bytes.
+    pub async fn create(
+        &self,
+        key: &str,
+        mut obj: Value,
+    ) -> Result<(Stored, Option<Vec<u8>>), StorageError> {
+        let (bytes, metadata_end) = encode_locating_metadata(&mut obj);
+        let kv = self.raw.create(key, bytes).await?;
+        let json =
+            metadata_end.and_then(|end| splice_resource_version(&kv.value, end, kv.mod_revision));
+        Ok((written(kv, obj), json))
     }
 
     pub async fn update(
@@ -435,6 +507,36 @@ mod tests {
             None
         );
         assert_eq!(encode_with_resource_version(b"{\"metadata\":{}", 1), None);
+    }
+
+    #[test]
+    fn spliced_create_json_matches_encoding_the_written_object() {
+        for obj in [
+            pod(None),
+            json!({"metadata": {}, "spec": {"x": 1}}),
+            json!({"kind": "K", "metadata": {"resourceVersion": "5", "name": "n"}, "z": "\u{2028}"}),
+            json!({"metadata": {"resourceVersion": "5"}}),
+        ] {
+            let mut written_obj = obj.clone();
+            let (raw, end) = encode_locating_metadata(&mut written_obj);
+            assert_eq!(raw, encode(&mut obj.clone()), "stored bytes unchanged");
+            let kv = KeyValue {
+                key: "k".into(),
+                value: raw.clone(),
+                create_revision: 9,
+                mod_revision: 9,
+            };
+            let expected = serde_json::to_vec(&written(kv, written_obj).object).unwrap();
+            let end = end.expect("metadata located");
+            assert_eq!(splice_resource_version(&raw, end, 9), Some(expected));
+        }
+        // No metadata object: nothing to splice into.
+        assert!(
+            encode_locating_metadata(&mut json!({"metadata": 1}))
+                .1
+                .is_none()
+        );
+        assert!(encode_locating_metadata(&mut json!([1])).1.is_none());
     }
 
     #[test]

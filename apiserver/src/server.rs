@@ -239,7 +239,11 @@ pub fn write_kubeconfig(path: &Path, server_url: &str) -> Result<(), ServerError
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     // Straight into bytes: `to_string` goes through `fmt::Write`, a call per token.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A response whose body is already encoded JSON.
+pub(crate) fn json_bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut resp = (status, bytes::Bytes::from(bytes)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -127,6 +127,20 @@ impl ApiServer {
         ctx: &mut WriteContext,
         applied: bool,
     ) -> ApiResult<Value> {
+        self.create_encoded(res, ns, body, ctx, applied)
+            .await
+            .map(|(obj, _)| obj)
+    }
+
+    /// Creates the object, returning it and, when the store gives it for free, its JSON.
+    pub(super) async fn create_encoded(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        body: Value,
+        ctx: &mut WriteContext,
+        applied: bool,
+    ) -> ApiResult<(Value, Option<Vec<u8>>)> {
         let mut obj = self.decode(res, body, ctx)?;
         // The namespace comes from the URL; a different one in the body is a client error.
         {
@@ -205,14 +219,14 @@ impl ApiServer {
             _allocation_lock = Some(used);
         }
         if ctx.dry_run {
-            return Ok(obj);
+            return Ok((obj, None));
         }
-        let stored = self
+        let (stored, json) = self
             .store
             .create(&key, obj)
             .await
             .map_err(|e| ApiError::from_storage(e, subject(res, &name)))?;
-        Ok(stored.object)
+        Ok((stored.object, json))
     }
 
     /// PUT of the object or its status.
