@@ -6,12 +6,25 @@
 //!   `kube-system/kube-controller-manager` Lease and runs every controller under it.
 //! - One module per controller: [`replicaset`] (`spec.replicas` pods from a template, with
 //!   expectations, adoption and upstream's deletion ranking), [`serviceaccount`] (a `default`
-//!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node).
+//!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node),
+//!   [`nodelifecycle`] (node health: silent nodes go Unknown; taints follow conditions),
+//!   [`tainteviction`] (pods leave nodes with NoExecute taints they do not tolerate),
+//!   [`podgc`] (pods of deleted nodes, unscheduled terminating pods, old terminated pods).
+//! - Shared pieces: [`informers`] (the node controllers' caches), [`taints`] (toleration
+//!   matching), [`events`] (core/v1 Events).
 
+pub mod events;
+pub mod informers;
 pub mod manager;
 pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod tainteviction;
+pub mod taints;
 
 pub use manager::{ControllerError, ControllerManagerConfig, run};
 pub use nodeipam::{Ipv4Cidr, NodeIpamConfig};
+pub use nodelifecycle::NodeLifecycleConfig;
+pub use podgc::PodGcConfig;

@@ -11,8 +11,11 @@ use std::pin::Pin;
 use kube::Client;
 use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
 
+use crate::informers::NodeInformers;
 use crate::nodeipam::{self, NodeIpamConfig};
-use crate::{replicaset, serviceaccount};
+use crate::nodelifecycle::{self, NodeLifecycleConfig};
+use crate::podgc::{self, PodGcConfig};
+use crate::{replicaset, serviceaccount, tainteviction};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -21,6 +24,10 @@ pub struct ControllerManagerConfig {
     pub leader_election: Option<LeaderElectionConfig>,
     /// Pod CIDRs for nodes (`--allocate-node-cidrs`); `None` leaves nodes' podCIDR alone.
     pub node_ipam: Option<NodeIpamConfig>,
+    /// Node health and the taints that follow it.
+    pub node_lifecycle: NodeLifecycleConfig,
+    /// The pod garbage collector's timing and threshold.
+    pub pod_gc: PodGcConfig,
 }
 
 impl Default for ControllerManagerConfig {
@@ -28,6 +35,8 @@ impl Default for ControllerManagerConfig {
         ControllerManagerConfig {
             leader_election: Some(LeaderElectionConfig::new("kube-controller-manager")),
             node_ipam: Some(NodeIpamConfig::default()),
+            node_lifecycle: NodeLifecycleConfig::default(),
+            pod_gc: PodGcConfig::default(),
         }
     }
 }
@@ -91,6 +100,25 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
             Box::pin(serviceaccount::run(client.clone())),
         ),
     ];
+    // The node controllers share their node, pod and Lease caches.
+    let (informers, informer_driver) = NodeInformers::start(&client, "node informers");
+    controllers.push(("node-informers", Box::pin(informer_driver)));
+    controllers.push((
+        nodelifecycle::NAME,
+        Box::pin(nodelifecycle::run(
+            client.clone(),
+            config.node_lifecycle,
+            informers.clone(),
+        )),
+    ));
+    controllers.push((
+        tainteviction::NAME,
+        Box::pin(tainteviction::run(client.clone(), informers.clone())),
+    ));
+    controllers.push((
+        podgc::NAME,
+        Box::pin(podgc::run(client.clone(), config.pod_gc, informers)),
+    ));
     if let Some(ipam) = config.node_ipam {
         controllers.push((
             nodeipam::NAME,

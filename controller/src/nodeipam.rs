@@ -15,16 +15,15 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use crate::events::{EventRecorder, EventType};
 use crate::manager::{ControllerError, drive};
 
 /// kube-controller-manager's name for it (`--controllers`).
@@ -293,41 +292,17 @@ fn allocate(ctx: &Context, name: &str) -> Option<Ipv4Cidr> {
     Some(ctx.set.block(block))
 }
 
-/// Upstream's `RecordNodeStatusChange(…, "CIDRNotAvailable")`: a Normal Event on the node.
+/// Upstream's `recordNodeStatusChange(..., "CIDRNotAvailable")`.
 async fn record_no_cidr(ctx: &Context, node: &Node) {
-    let now = Timestamp::now();
     let name = node.name_any();
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond() as u64)),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Node".into()),
-            name: Some(name.clone()),
-            uid: node.uid(),
-            ..Default::default()
-        },
-        reason: Some("CIDRNotAvailable".into()),
-        message: Some(format!("Node {name} status is now: CIDRNotAvailable")),
-        type_: Some("Normal".into()),
-        // Upstream's recorder for this controller.
-        source: Some(EventSource {
-            component: Some("cidrAllocator".into()),
-            host: None,
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        ..Default::default()
-    };
-    // Events about cluster-scoped objects live in `default`, as upstream's recorder puts them.
-    let events: Api<Event> = Api::namespaced(ctx.client.clone(), "default");
-    if let Err(e) = events.create(&PostParams::default(), &event).await {
-        tracing::warn!(controller = NAME, node = %name, error = %e, "recording CIDRNotAvailable");
-    }
+    EventRecorder::new(ctx.client.clone(), "cidrAllocator")
+        .record(
+            node,
+            EventType::Normal,
+            "CIDRNotAvailable",
+            format!("Node {name} status is now: CIDRNotAvailable"),
+        )
+        .await;
 }
 
 #[cfg(test)]

@@ -47,6 +47,90 @@ struct ControllerManagerArgs {
     leader_elect: bool,
     #[command(flatten)]
     node_ipam: NodeIpamArgs,
+    #[command(flatten)]
+    node_lifecycle: NodeLifecycleArgs,
+}
+
+/// kube-controller-manager's node lifecycle and pod GC flags (durations as Go writes them:
+/// `40s`, `5m`, `1m30s`, `500ms`).
+#[derive(clap::Args, Clone)]
+struct NodeLifecycleArgs {
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    node_monitor_period: std::time::Duration,
+    /// How long a node may go without posting status or renewing its Lease before it is
+    /// marked Unknown (and, through taints, its pods evicted).
+    #[arg(long, default_value = "40s", value_parser = parse_go_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// The same for a node that never posted a Ready condition.
+    #[arg(long, default_value = "1m", value_parser = parse_go_duration)]
+    node_startup_grace_period: std::time::Duration,
+    /// Nodes per second that get the NoExecute taint in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// The same in a large zone where most nodes are unhealthy.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Terminated pods kept before the oldest are deleted (0: keep all).
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
+}
+
+/// The controller manager's configuration from its flags.
+fn controller_manager_config(
+    ipam: &NodeIpamArgs,
+    lifecycle: &NodeLifecycleArgs,
+) -> skiff_controller::ControllerManagerConfig {
+    skiff_controller::ControllerManagerConfig {
+        node_ipam: ipam.config(),
+        node_lifecycle: skiff_controller::NodeLifecycleConfig {
+            node_monitor_period: lifecycle.node_monitor_period,
+            node_monitor_grace_period: lifecycle.node_monitor_grace_period,
+            node_startup_grace_period: lifecycle.node_startup_grace_period,
+            node_eviction_rate: lifecycle.node_eviction_rate,
+            secondary_node_eviction_rate: lifecycle.secondary_node_eviction_rate,
+            ..Default::default()
+        },
+        pod_gc: skiff_controller::PodGcConfig {
+            terminated_pod_gc_threshold: lifecycle.terminated_pod_gc_threshold,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (the units kube-controller-manager's
+/// flags use: `ms`, `s`, `m`, `h`), e.g. `40s` or `1m30s`.
+fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 40s, 5m or 1m30s");
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(total);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += std::time::Duration::try_from_secs_f64(number * seconds).map_err(|_| bad())?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
 }
 
 /// kube-controller-manager's node IPAM flags.
@@ -121,6 +205,8 @@ struct ServerArgs {
     controllers: bool,
     #[command(flatten)]
     node_ipam: NodeIpamArgs,
+    #[command(flatten)]
+    node_lifecycle: NodeLifecycleArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -210,7 +296,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         spawn_on_own_runtime(
             "skiff-controller-manager",
             1,
-            in_process_controller_manager(client, args.node_ipam.config()),
+            in_process_controller_manager(
+                client,
+                controller_manager_config(&args.node_ipam, &args.node_lifecycle),
+            ),
         )?;
     }
     server.serve().await.context("serving the API")
@@ -286,14 +375,10 @@ async fn in_process_scheduler(client: kube::Client) {
 /// supervisor would restart `skiff controller-manager`.
 async fn in_process_controller_manager(
     client: kube::Client,
-    node_ipam: Option<skiff_controller::NodeIpamConfig>,
+    config: skiff_controller::ControllerManagerConfig,
 ) {
     loop {
-        let config = skiff_controller::ControllerManagerConfig {
-            node_ipam: node_ipam.clone(),
-            ..Default::default()
-        };
-        if let Err(e) = skiff_controller::run(client.clone(), config).await {
+        if let Err(e) = skiff_controller::run(client.clone(), config.clone()).await {
             tracing::warn!(error = %format!("{e:#}"), "controller manager stopped; restarting");
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -328,14 +413,29 @@ async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 
 async fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let client = kube_client(&args.kubeconfig).await?;
-    let mut config = skiff_controller::ControllerManagerConfig {
-        node_ipam: args.node_ipam.config(),
-        ..Default::default()
-    };
+    let mut config = controller_manager_config(&args.node_ipam, &args.node_lifecycle);
     if !args.leader_elect {
         config.leader_election = None;
     }
     skiff_controller::run(client, config)
         .await
         .context("controller manager stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "40", "s", "5x", "-1s", "1m30"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }
