@@ -9,10 +9,12 @@
 //!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node),
 //!   [`nodelifecycle`] (node health: silent nodes go Unknown; taints follow conditions),
 //!   [`tainteviction`] (pods leave nodes with NoExecute taints they do not tolerate),
-//!   [`podgc`] (pods of deleted nodes, unscheduled terminating pods, old terminated pods).
+//!   [`podgc`] (pods of deleted nodes, unscheduled terminating pods, old terminated pods),
+//!   [`endpoints`] (Endpoints and EndpointSlices from the pods a Service selects).
 //! - Shared pieces: [`informers`] (the node controllers' caches), [`taints`] (toleration
 //!   matching), [`events`] (core/v1 Events).
 
+pub mod endpoints;
 pub mod events;
 pub mod informers;
 pub mod manager;

@@ -15,7 +15,7 @@ use crate::informers::NodeInformers;
 use crate::nodeipam::{self, NodeIpamConfig};
 use crate::nodelifecycle::{self, NodeLifecycleConfig};
 use crate::podgc::{self, PodGcConfig};
-use crate::{replicaset, serviceaccount, tainteviction};
+use crate::{endpoints, replicaset, serviceaccount, tainteviction};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -100,6 +100,7 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
             Box::pin(serviceaccount::run(client.clone())),
         ),
     ];
+    controllers.push((endpoints::NAME, Box::pin(endpoints::run(client.clone()))));
     // The node controllers share their node, pod and Lease caches.
     let (informers, informer_driver) = NodeInformers::start(&client, "node informers");
     controllers.push(("node-informers", Box::pin(informer_driver)));
