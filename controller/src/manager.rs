@@ -12,7 +12,7 @@ use kube::Client;
 use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
 
 use crate::nodeipam::{self, NodeIpamConfig};
-use crate::{replicaset, serviceaccount};
+use crate::{garbagecollector, replicaset, serviceaccount};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -89,6 +89,10 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
         (
             serviceaccount::NAME,
             Box::pin(serviceaccount::run(client.clone())),
+        ),
+        (
+            garbagecollector::NAME,
+            Box::pin(garbagecollector::run(client.clone())),
         ),
     ];
     if let Some(ipam) = config.node_ipam {
