@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -400,11 +400,45 @@ async fn references_to_owners_that_never_existed_are_dangling() {
         wait_gone(&cms, name).await;
     }
     assert!(cms.get_opt("impostor").await.expect("get").is_some());
+
+    // A namespaced owner is looked for in the dependent's namespace only: an object of
+    // another namespace cannot own it (and a Warning Event says so).
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "elsewhere"}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    let owner = create_cm(&cms, "far-owner", vec![], &[]).await;
+    let elsewhere: Api<ConfigMap> = Api::namespaced(client.clone(), "elsewhere");
+    create_cm(
+        &elsewhere,
+        "far-child",
+        vec![cm_owner_ref(&owner, false)],
+        &[],
+    )
+    .await;
+    wait_gone(&elsewhere, "far-child").await;
+    assert!(cms.get_opt("far-owner").await.expect("get").is_some());
+    let events: Api<Event> = Api::namespaced(client.clone(), "elsewhere");
+    wait_for("an OwnerRefInvalidNamespace event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("OwnerRefInvalidNamespace")
+                    && e.involved_object.name.as_deref() == Some("far-child")
+            })
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
-async fn a_patch_naming_another_uid_changes_nothing() {
-    // The collector's ownerReference patches carry the dependent's uid as a guard.
+async fn a_write_naming_another_uid_changes_nothing() {
+    // The collector's ownerReference patches carry the dependent's uid as a guard (upstream:
+    // uid is immutable, so the patched object fails validation).
     let (_server, client, _manager) = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm = create_cm(&cms, "guarded", vec![], &[]).await;
@@ -421,6 +455,18 @@ async fn a_patch_naming_another_uid_changes_nothing() {
         .expect_err("a patch for another uid must fail");
     assert!(
         matches!(&err, kube::Error::Api(s) if s.code == 422),
+        "{err:?}"
+    );
+    // A PUT's uid is a precondition: 409, as upstream.
+    let mut replaced = cms.get("guarded").await.expect("get");
+    replaced.metadata.uid = Some("00000000-0000-0000-0000-000000000009".into());
+    replaced.metadata.labels = Some([("changed".to_string(), "yes".to_string())].into());
+    let err = cms
+        .replace("guarded", &PostParams::default(), &replaced)
+        .await
+        .expect_err("a PUT for another uid must fail");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.message.contains("Precondition failed: UID")),
         "{err:?}"
     );
     let now = cms.get("guarded").await.expect("get");

@@ -243,6 +243,19 @@ impl ApiServer {
             ));
         }
         let current = self.get_stored(res, ns, name).await?;
+        // A PUT's uid is a precondition (upstream's `defaultUpdatedObjectInfo.Preconditions`).
+        if let Some(uid) = meta_str(&obj, "uid")
+            && !uid.is_empty()
+            && Some(uid) != meta_str(&current.object, "uid")
+        {
+            return Err(ApiError::conflict(
+                subject(res, name),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&current.object, "uid").unwrap_or_default()
+                ),
+            ));
+        }
         if let Some(rv) = meta_str(&obj, "resourceVersion")
             && !rv.is_empty()
             && rv != current.revision.to_string()
