@@ -10,12 +10,15 @@
 //!   [`nodelifecycle`] (node health: silent nodes go Unknown; taints follow conditions),
 //!   [`tainteviction`] (pods leave nodes with NoExecute taints they do not tolerate),
 //!   [`podgc`] (pods of deleted nodes, unscheduled terminating pods, old terminated pods),
-//!   [`endpoints`] (Endpoints and EndpointSlices from the pods a Service selects).
+//!   [`endpoints`] (Endpoints and EndpointSlices from the pods a Service selects),
+//!   [`garbagecollector`] (dependents of deleted owners; Background, Foreground and Orphan
+//!   propagation).
 //! - Shared pieces: [`informers`] (the node controllers' caches), [`taints`] (toleration
 //!   matching), [`events`] (core/v1 Events).
 
 pub mod endpoints;
 pub mod events;
+pub mod garbagecollector;
 pub mod informers;
 pub mod manager;
 pub mod nodeipam;

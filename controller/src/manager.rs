@@ -15,7 +15,7 @@ use crate::informers::NodeInformers;
 use crate::nodeipam::{self, NodeIpamConfig};
 use crate::nodelifecycle::{self, NodeLifecycleConfig};
 use crate::podgc::{self, PodGcConfig};
-use crate::{endpoints, replicaset, serviceaccount, tainteviction};
+use crate::{endpoints, garbagecollector, replicaset, serviceaccount, tainteviction};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -98,6 +98,10 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
         (
             serviceaccount::NAME,
             Box::pin(serviceaccount::run(client.clone())),
+        ),
+        (
+            garbagecollector::NAME,
+            Box::pin(garbagecollector::run(client.clone())),
         ),
     ];
     controllers.push((endpoints::NAME, Box::pin(endpoints::run(client.clone()))));

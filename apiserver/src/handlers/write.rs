@@ -257,6 +257,19 @@ impl ApiServer {
             ));
         }
         let current = self.get_stored(res, ns, name).await?;
+        // A PUT's uid is a precondition (upstream's `defaultUpdatedObjectInfo.Preconditions`).
+        if let Some(uid) = meta_str(&obj, "uid")
+            && !uid.is_empty()
+            && Some(uid) != meta_str(&current.object, "uid")
+        {
+            return Err(ApiError::conflict(
+                subject(res, name),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&current.object, "uid").unwrap_or_default()
+                ),
+            ));
+        }
         if let Some(rv) = meta_str(&obj, "resourceVersion")
             && !rv.is_empty()
             && rv != current.revision.to_string()
@@ -311,11 +324,21 @@ impl ApiServer {
         }
         {
             let old_meta = &old["metadata"];
+            // As upstream's BeforeUpdate, a body's uid is kept only when it is empty: a uid
+            // that names another object fails validation (immutable), which is what makes a
+            // uid in a patch a precondition (the garbage collector's and the controllers'
+            // ownerReference patches rely on it).
+            let uid_given = meta_str(&obj, "uid").is_some_and(|u| !u.is_empty());
             let meta = meta_mut(&mut obj);
+            if !uid_given {
+                match old_meta.get("uid") {
+                    Some(v) => meta.insert("uid".into(), v.clone()),
+                    None => meta.remove("uid"),
+                };
+            }
             for keep in [
                 "name",
                 "namespace",
-                "uid",
                 "creationTimestamp",
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
