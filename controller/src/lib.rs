@@ -6,9 +6,11 @@
 //!   `kube-system/kube-controller-manager` Lease and runs every controller under it.
 //! - One module per controller: [`replicaset`] (`spec.replicas` pods from a template, with
 //!   expectations, adoption and upstream's deletion ranking), [`serviceaccount`] (a `default`
-//!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node).
+//!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node),
+//!   [`namespace`] (a deleted namespace's content deleted, then the namespace released).
 
 pub mod manager;
+pub mod namespace;
 pub mod nodeipam;
 pub mod replicaset;
 pub mod serviceaccount;
