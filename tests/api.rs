@@ -822,6 +822,25 @@ async fn namespace_lifecycle(backend: Backend) {
         .await
         .expect("finalize");
     assert_eq!(code_of(nss.get("team").await.unwrap_err()).0, 404);
+
+    // A namespace finalized before its deletion: the first delete still only marks it
+    // Terminating, the second deletes it.
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "bare"}})).unwrap();
+    let mut ns = nss.create(&PostParams::default(), &ns).await.unwrap();
+    ns.spec = Some(Default::default());
+    let req = http::Request::put(format!("{}/api/v1/namespaces/bare/finalize", server.url))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&ns).unwrap())
+        .unwrap();
+    client
+        .request::<serde_json::Value>(req)
+        .await
+        .expect("finalize");
+    nss.delete("bare", &DeleteParams::default()).await.unwrap();
+    let ns = nss.get("bare").await.unwrap();
+    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    nss.delete("bare", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code_of(nss.get("bare").await.unwrap_err()).0, 404);
 }
 
 async fn services_get_cluster_ips(backend: Backend) {

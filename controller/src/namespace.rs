@@ -398,8 +398,7 @@ fn error_message(e: &kube::Error) -> String {
 /// Groups that fail are reported next to what was found (discovery errors are not fatal:
 /// what was found can still be deleted).
 async fn discover(client: &Client) -> (Vec<APIResourceList>, Option<DiscoveryError>) {
-    // (group name, [(group version, version)], preferred version)
-    let mut groups: Vec<(String, Vec<(String, String)>, String)> = Vec::new();
+    let mut groups: Vec<ServedGroup> = Vec::new();
     match client.list_core_api_versions().await {
         Ok(core) => {
             let preferred = core.versions.first().cloned().unwrap_or_default();
@@ -408,7 +407,11 @@ async fn discover(client: &Client) -> (Vec<APIResourceList>, Option<DiscoveryErr
                 .iter()
                 .map(|v| (v.clone(), v.clone()))
                 .collect();
-            groups.push((String::new(), versions, preferred));
+            groups.push(ServedGroup {
+                name: String::new(),
+                versions,
+                preferred,
+            });
         }
         Err(e) => return (Vec::new(), Some(DiscoveryError::Other(error_message(&e)))),
     }
@@ -426,22 +429,31 @@ async fn discover(client: &Client) -> (Vec<APIResourceList>, Option<DiscoveryErr
                     .into_iter()
                     .map(|v| (v.group_version, v.version))
                     .collect();
-                groups.push((g.name, versions, preferred));
+                groups.push(ServedGroup {
+                    name: g.name,
+                    versions,
+                    preferred,
+                });
             }
         }
         Err(e) => return (Vec::new(), Some(DiscoveryError::Other(error_message(&e)))),
     }
-    let mut fetched: Vec<(String, String, String, APIResourceList)> = Vec::new();
+    let mut fetched: Vec<FetchedList> = Vec::new();
     let mut failed = BTreeMap::new();
-    for (group, versions, preferred) in &groups {
-        for (group_version, version) in versions {
-            let list = if group.is_empty() {
+    for group in &groups {
+        for (group_version, version) in &group.versions {
+            let list = if group.name.is_empty() {
                 client.list_core_api_resources(version).await
             } else {
                 client.list_api_group_resources(group_version).await
             };
             match list {
-                Ok(list) => fetched.push((group.clone(), version.clone(), preferred.clone(), list)),
+                Ok(list) => fetched.push(FetchedList {
+                    group: group.name.clone(),
+                    version: version.clone(),
+                    preferred: group.preferred.clone(),
+                    list,
+                }),
                 Err(e) => {
                     failed.insert(group_version.clone(), error_message(&e));
                 }
@@ -453,20 +465,33 @@ async fn discover(client: &Client) -> (Vec<APIResourceList>, Option<DiscoveryErr
     (lists, error)
 }
 
-/// The selection half of `ServerPreferredNamespacedResources`, over the fetched lists
-/// (group, version, the group's preferred version, list), in discovery order.
-fn preferred_namespaced(
-    fetched: Vec<(String, String, String, APIResourceList)>,
-) -> Vec<APIResourceList> {
+/// A group as discovery lists it: its versions (group version, version) and the preferred one.
+struct ServedGroup {
+    name: String,
+    versions: Vec<(String, String)>,
+    preferred: String,
+}
+
+/// One group version's resources, with what the selection needs to know about its group.
+struct FetchedList {
+    group: String,
+    version: String,
+    preferred: String,
+    list: APIResourceList,
+}
+
+/// The selection half of `ServerPreferredNamespacedResources`, over the fetched lists in
+/// discovery order.
+fn preferred_namespaced(fetched: Vec<FetchedList>) -> Vec<APIResourceList> {
     // (group, resource) → index of the list it is taken from.
     let mut chosen: HashMap<(String, String), usize> = HashMap::new();
-    for (i, (group, version, preferred, list)) in fetched.iter().enumerate() {
-        for r in &list.resources {
+    for (i, f) in fetched.iter().enumerate() {
+        for r in &f.list.resources {
             if r.name.contains('/') || !r.namespaced {
                 continue;
             }
-            let key = (group.clone(), r.name.clone());
-            if chosen.contains_key(&key) && version != preferred {
+            let key = (f.group.clone(), r.name.clone());
+            if chosen.contains_key(&key) && f.version != f.preferred {
                 continue;
             }
             chosen.insert(key, i);
@@ -475,12 +500,13 @@ fn preferred_namespaced(
     fetched
         .iter()
         .enumerate()
-        .map(|(i, (group, _, _, list))| APIResourceList {
-            group_version: list.group_version.clone(),
-            resources: list
+        .map(|(i, f)| APIResourceList {
+            group_version: f.list.group_version.clone(),
+            resources: f
+                .list
                 .resources
                 .iter()
-                .filter(|r| chosen.get(&(group.clone(), r.name.clone())) == Some(&i))
+                .filter(|r| chosen.get(&(f.group.clone(), r.name.clone())) == Some(&i))
                 .cloned()
                 .collect(),
         })
@@ -615,14 +641,13 @@ async fn delete_all_content(
     conditions.content_totals(&remaining, now());
     // Always written when it changed: a condition that was failing must say it stopped.
     let status = ns.status.get_or_insert_with(Default::default);
-    if conditions.update(status, now()) {
-        if let Err(e) = namespaces
+    if conditions.update(status, now())
+        && let Err(e) = namespaces
             .replace_status(&name, &PostParams::default(), &ns)
             .await
-        {
-            tracing::warn!(controller = NAME, namespace = %name, error = %e,
-                "couldn't update status conditions");
-        }
+    {
+        tracing::warn!(controller = NAME, namespace = %name, error = %e,
+            "couldn't update status conditions");
     }
     if errors.is_empty() {
         Ok(estimate)
@@ -1193,6 +1218,15 @@ mod tests {
         }
     }
 
+    fn fetched(group: &str, version: &str, preferred: &str, list: APIResourceList) -> FetchedList {
+        FetchedList {
+            group: group.into(),
+            version: version.into(),
+            preferred: preferred.into(),
+            list,
+        }
+    }
+
     #[test]
     fn discovery_takes_namespaced_resources_at_the_preferred_version() {
         let all = [
@@ -1206,10 +1240,10 @@ mod tests {
             "watch",
         ];
         let fetched = vec![
-            (
-                String::new(),
-                "v1".to_string(),
-                "v1".to_string(),
+            fetched(
+                "",
+                "v1",
+                "v1",
                 list(
                     "v1",
                     vec![
@@ -1220,10 +1254,10 @@ mod tests {
                     ],
                 ),
             ),
-            (
-                "batch".to_string(),
-                "v1beta1".to_string(),
-                "v1".to_string(),
+            fetched(
+                "batch",
+                "v1beta1",
+                "v1",
                 list(
                     "batch/v1beta1",
                     vec![
@@ -1232,10 +1266,10 @@ mod tests {
                     ],
                 ),
             ),
-            (
-                "batch".to_string(),
-                "v1".to_string(),
-                "v1".to_string(),
+            fetched(
+                "batch",
+                "v1",
+                "v1",
                 list(
                     "batch/v1",
                     vec![

@@ -74,8 +74,15 @@ impl ApiServer {
                 }
                 _ => {}
             }
-            let namespace_held = res.kind == "Namespace";
             let already_deleting = obj["metadata"].get("deletionTimestamp").is_some();
+            // A namespace's first delete only marks it Terminating (its content is the
+            // namespace controller's to remove); a later one deletes it for real once
+            // `spec.finalizers` is empty, as upstream's namespace REST `Delete`.
+            let namespace_held = res.kind == "Namespace"
+                && (!already_deleting
+                    || obj["spec"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty()));
             let hold = !finalizers.is_empty() || namespace_held || graceful.is_some();
             if hold {
                 if already_deleting && graceful.is_none() {
