@@ -716,6 +716,13 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     let p = pods.get("p").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_some());
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    // Deleting it again with no shorter grace period changes nothing.
+    pods.delete("p", &DeleteParams::default().grace_period(60))
+        .await
+        .unwrap();
+    let again = pods.get("p").await.unwrap();
+    assert_eq!(again.metadata.resource_version, p.metadata.resource_version);
+    assert_eq!(again.metadata.deletion_grace_period_seconds, Some(30));
     // ... through status updates from its node during the grace period ...
     pods.patch_status(
         "p",

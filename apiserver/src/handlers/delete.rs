@@ -110,6 +110,12 @@ impl ApiServer {
                 if namespace_held {
                     updated["status"]["phase"] = json!("Terminating");
                 }
+                if updated == *obj {
+                    // A repeated graceful delete that shortens nothing (the namespace
+                    // controller sends one each pass over a namespace whose pods are still
+                    // terminating): nothing to write, as upstream's BeforeDelete.
+                    return Ok((updated, false));
+                }
                 if opts.dry_run {
                     return Ok((updated, false));
                 }
