@@ -41,6 +41,7 @@ both_backends!(
     services_get_cluster_ips,
     expired_watch_is_410,
     bookmarks_and_table_watch,
+    streaming_list_watch,
 );
 
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
@@ -715,6 +716,13 @@ async fn pods_binding_and_graceful_delete(backend: Backend) {
     let p = pods.get("p").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_some());
     assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    // Deleting it again with no shorter grace period changes nothing.
+    pods.delete("p", &DeleteParams::default().grace_period(60))
+        .await
+        .unwrap();
+    let again = pods.get("p").await.unwrap();
+    assert_eq!(again.metadata.resource_version, p.metadata.resource_version);
+    assert_eq!(again.metadata.deletion_grace_period_seconds, Some(30));
     // ... through status updates from its node during the grace period ...
     pods.patch_status(
         "p",
@@ -821,6 +829,25 @@ async fn namespace_lifecycle(backend: Backend) {
         .await
         .expect("finalize");
     assert_eq!(code_of(nss.get("team").await.unwrap_err()).0, 404);
+
+    // A namespace finalized before its deletion: the first delete still only marks it
+    // Terminating, the second deletes it.
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "bare"}})).unwrap();
+    let mut ns = nss.create(&PostParams::default(), &ns).await.unwrap();
+    ns.spec = Some(Default::default());
+    let req = http::Request::put(format!("{}/api/v1/namespaces/bare/finalize", server.url))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&ns).unwrap())
+        .unwrap();
+    client
+        .request::<serde_json::Value>(req)
+        .await
+        .expect("finalize");
+    nss.delete("bare", &DeleteParams::default()).await.unwrap();
+    let ns = nss.get("bare").await.unwrap();
+    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    nss.delete("bare", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code_of(nss.get("bare").await.unwrap_err()).0, 404);
 }
 
 async fn services_get_cluster_ips(backend: Backend) {
@@ -972,4 +999,81 @@ async fn bookmarks_and_table_watch(backend: Backend) {
     assert_eq!(line["object"]["kind"], "Table");
     assert_eq!(line["object"]["rows"][0]["cells"][0], "b");
     assert_eq!(line["object"]["rows"][0]["cells"][1], 1, "DATA column");
+}
+
+/// Reads watch events (one JSON object a line) from `body` until `done` says so.
+async fn read_events(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut Vec<u8>,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut events = Vec::new();
+    loop {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let ev: serde_json::Value = serde_json::from_slice(&line).expect("a JSON event");
+            let stop = done(&ev);
+            events.push(ev);
+            if stop {
+                return events;
+            }
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("an event within 5s")
+            .expect("the stream goes on")
+            .expect("a chunk");
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+/// `sendInitialEvents=true` (client-go's WatchListClient, which kubectl 1.35 uses to wait for
+/// deletions): the current state as ADDED events, a bookmark annotated as their end, then
+/// changes.
+async fn streaming_list_watch(backend: Backend) {
+    let server = Server::start(backend);
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut created_rv = 0;
+    for name in ["s1", "s2"] {
+        let cm = cms
+            .create(&PostParams::default(), &configmap(name, &[]))
+            .await
+            .unwrap();
+        created_rv = cm.metadata.resource_version.unwrap().parse().unwrap();
+    }
+    let http = reqwest::Client::new();
+    for rv in ["", &created_rv.to_string()] {
+        let url = format!(
+            "{}/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=10",
+            server.url
+        );
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = Box::pin(resp.bytes_stream());
+        let mut buf = Vec::new();
+        let events = read_events(&mut body, &mut buf, |ev| ev["type"] == "BOOKMARK").await;
+        let (bookmark, added) = events.split_last().unwrap();
+        let names: Vec<&str> = added
+            .iter()
+            .map(|ev| {
+                assert_eq!(ev["type"], "ADDED", "{ev}");
+                ev["object"]["metadata"]["name"].as_str().unwrap()
+            })
+            .collect();
+        assert!(names.contains(&"s1") && names.contains(&"s2"), "{names:?}");
+        let meta = &bookmark["object"]["metadata"];
+        assert_eq!(meta["annotations"]["k8s.io/initial-events-end"], "true");
+        let bookmark_rv: i64 = meta["resourceVersion"].as_str().unwrap().parse().unwrap();
+        assert!(bookmark_rv >= created_rv, "{bookmark}");
+        // Then the changes after it.
+        cms.delete("s1", &DeleteParams::default()).await.unwrap();
+        let events = read_events(&mut body, &mut buf, |ev| ev["type"] != "BOOKMARK").await;
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "DELETED");
+        assert_eq!(last["object"]["metadata"]["name"], "s1");
+        cms.create(&PostParams::default(), &configmap("s1", &[]))
+            .await
+            .unwrap();
+    }
 }

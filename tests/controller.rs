@@ -105,7 +105,8 @@ async fn terminating_namespace_gets_no_service_account() {
     create_namespace(&client, "leaving").await;
     default_service_account(&client, "leaving").await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    // With no namespace controller yet, the namespace stays Terminating.
+    // The namespace controller empties it no sooner than 5 s after the deletion, so it is
+    // Terminating with its content for the rest of this test.
     namespaces
         .delete("leaving", &DeleteParams::default())
         .await

@@ -12,7 +12,8 @@
 //!   [`podgc`] (pods of deleted nodes, unscheduled terminating pods, old terminated pods),
 //!   [`endpoints`] (Endpoints and EndpointSlices from the pods a Service selects),
 //!   [`garbagecollector`] (dependents of deleted owners; Background, Foreground and Orphan
-//!   propagation).
+//!   propagation),
+//!   [`namespace`] (a deleted namespace's content deleted, then the namespace released).
 //! - Shared pieces: [`informers`] (the node controllers' caches), [`taints`] (toleration
 //!   matching), [`events`] (core/v1 Events).
 
@@ -21,6 +22,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod informers;
 pub mod manager;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;

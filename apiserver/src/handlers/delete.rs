@@ -74,8 +74,15 @@ impl ApiServer {
                 }
                 _ => {}
             }
-            let namespace_held = res.kind == "Namespace";
             let already_deleting = obj["metadata"].get("deletionTimestamp").is_some();
+            // A namespace's first delete only marks it Terminating (its content is the
+            // namespace controller's to remove); a later one deletes it for real once
+            // `spec.finalizers` is empty, as upstream's namespace REST `Delete`.
+            let namespace_held = res.kind == "Namespace"
+                && (!already_deleting
+                    || obj["spec"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| !f.is_empty()));
             let hold = !finalizers.is_empty() || namespace_held || graceful.is_some();
             if hold {
                 if already_deleting && graceful.is_none() {
@@ -102,6 +109,12 @@ impl ApiServer {
                 }
                 if namespace_held {
                     updated["status"]["phase"] = json!("Terminating");
+                }
+                if updated == *obj {
+                    // A repeated graceful delete that shortens nothing (the namespace
+                    // controller sends one each pass over a namespace whose pods are still
+                    // terminating): nothing to write, as upstream's BeforeDelete.
+                    return Ok((updated, false));
                 }
                 if opts.dry_run {
                     return Ok((updated, false));

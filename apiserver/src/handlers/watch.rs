@@ -33,6 +33,22 @@ fn wire_event_encoded(kind: &str, object: &bytes::Bytes) -> bytes::Bytes {
     bytes::Bytes::from(line)
 }
 
+/// The annotation on the bookmark that ends a streaming list's initial events
+/// (`metav1.InitialEventsAnnotationKey`).
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+/// Where a watch begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WatchStart {
+    /// Changes after this revision only.
+    After(Revision),
+    /// The current state as ADDED events, then changes (no resourceVersion, or "0").
+    CurrentState,
+    /// As `CurrentState`, then a bookmark annotated as the end of the initial events
+    /// (`sendInitialEvents=true`).
+    InitialEvents,
+}
+
 pub(super) struct WatchParams {
     filter: Filter,
     namespace_prefix: String,
@@ -105,6 +121,29 @@ impl ApiServer {
         } else {
             Some(parse_rv(&rv)?)
         };
+        // Streaming lists (client-go's WatchListClient, on in kubectl 1.35: `kubectl delete`
+        // and `kubectl wait` use it): the current state as ADDED events, then a bookmark
+        // marking their end. A client waiting for that bookmark would otherwise wait forever.
+        let initial_events = match query.get("sendInitialEvents").map(String::as_str) {
+            Some("true") => true,
+            None | Some("" | "false") => false,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid sendInitialEvents: {other:?}"
+                )));
+            }
+        };
+        let start = match (initial_events, rv_num) {
+            // NotOlderThan the given revision: once the store has reached it, the current
+            // state (upstream serves it from its cache at least that new).
+            (true, Some(r)) => {
+                self.wait_for_revision(r).await?;
+                WatchStart::InitialEvents
+            }
+            (true, None) => WatchStart::InitialEvents,
+            (false, Some(r)) => WatchStart::After(r),
+            (false, None) => WatchStart::CurrentState,
+        };
         let timeout = match query.get("timeoutSeconds") {
             Some(t) => std::time::Duration::from_secs(
                 t.parse::<u64>()
@@ -130,7 +169,7 @@ impl ApiServer {
         let server = Arc::clone(self);
         let ns_owned = ns.map(str::to_string);
         tokio::spawn(async move {
-            let run = server.run_watch(res, ns_owned.as_deref(), rv_num, params, tx.clone());
+            let run = server.run_watch(res, ns_owned.as_deref(), start, params, tx.clone());
             let _ = tokio::time::timeout(timeout, run).await;
         });
         let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
@@ -150,13 +189,13 @@ impl ApiServer {
         &self,
         res: &'static Resource,
         ns: Option<&str>,
-        rv: Option<Revision>,
+        start: WatchStart,
         params: Arc<WatchParams>,
         tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
     ) {
-        let mut after = match rv {
-            Some(r) => r,
-            None => {
+        let mut after = match start {
+            WatchStart::After(r) => r,
+            WatchStart::CurrentState | WatchStart::InitialEvents => {
                 // Synthetic ADDED events for the current state, then changes after it.
                 let page = match self.read_list(res, ns, None).await {
                     Ok(p) => p,
@@ -172,6 +211,14 @@ impl ApiServer {
                 {
                     let ev = wire_event("ADDED", &params.shape(res, &item.object));
                     if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                if start == WatchStart::InitialEvents {
+                    let bm = json!({"kind": res.kind, "apiVersion": res.api_version(),
+                                    "metadata": {"resourceVersion": page.revision.to_string(),
+                                                 "annotations": {INITIAL_EVENTS_END: "true"}}});
+                    if tx.send(Ok(wire_event("BOOKMARK", &bm))).await.is_err() {
                         return;
                     }
                 }
