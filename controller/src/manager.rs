@@ -12,7 +12,7 @@ use kube::Client;
 use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
 
 use crate::nodeipam::{self, NodeIpamConfig};
-use crate::{replicaset, serviceaccount};
+use crate::{deployment, replicaset, serviceaccount};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -85,6 +85,7 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
     };
     // kube-controller-manager's `NewControllerDescriptors`, by name.
     let mut controllers: Vec<(&'static str, ControllerFuture)> = vec![
+        (deployment::NAME, Box::pin(deployment::run(client.clone()))),
         (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
         (
             serviceaccount::NAME,
