@@ -39,6 +39,9 @@ pub(super) struct WatchParams {
     render: Rendering,
     include: String,
     bookmarks: bool,
+    /// `sendInitialEvents=true` (client-go's watch-list, kubectl 1.35's informers): the
+    /// current state as ADDED events, then a BOOKMARK annotated `k8s.io/initial-events-end`.
+    initial_events: bool,
 }
 
 impl WatchParams {
@@ -100,7 +103,13 @@ impl ApiServer {
         }
         let filter = Filter::parse(res, &query)?;
         let rv = query.get("resourceVersion").cloned().unwrap_or_default();
-        let rv_num = if rv.is_empty() || rv == "0" {
+        let initial_events = matches!(
+            query.get("sendInitialEvents").map(String::as_str),
+            Some("true")
+        );
+        // With sendInitialEvents the resourceVersion is a lower bound (NotOlderThan): the
+        // current state always satisfies it.
+        let rv_num = if initial_events || rv.is_empty() || rv == "0" {
             None
         } else {
             Some(parse_rv(&rv)?)
@@ -125,6 +134,7 @@ impl ApiServer {
                 query.get("allowWatchBookmarks").map(String::as_str),
                 Some("true")
             ),
+            initial_events,
         });
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(256);
         let server = Arc::clone(self);
@@ -172,6 +182,14 @@ impl ApiServer {
                 {
                     let ev = wire_event("ADDED", &params.shape(res, &item.object));
                     if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                if params.initial_events {
+                    let bm = json!({"kind": res.kind, "apiVersion": res.api_version(),
+                        "metadata": {"resourceVersion": page.revision.to_string(),
+                            "annotations": {"k8s.io/initial-events-end": "true"}}});
+                    if tx.send(Ok(wire_event("BOOKMARK", &bm))).await.is_err() {
                         return;
                     }
                 }
