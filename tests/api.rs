@@ -278,6 +278,17 @@ async fn defaults_generation_and_status(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(deps.get("web").await.unwrap().spec.replicas, Some(4));
+    // A resourceVersion in a /scale patch is a precondition.
+    let err = deps
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 6}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(err).0, 409);
+    assert_eq!(deps.get("web").await.unwrap().spec.replicas, Some(4));
 
     // Validation: the selector must match the template.
     let mut bad = deployment("bad", "nginx");

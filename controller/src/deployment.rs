@@ -175,10 +175,6 @@ fn deployment_of_pod(pod: &Pod, replica_sets: &Store<ReplicaSet>) -> Option<Obje
 }
 
 fn error_policy(_d: Arc<Deployment>, error: &SyncError, _ctx: Arc<Context>) -> Action {
-    if error.is_conflict() {
-        tracing::debug!(controller = NAME, %error, "stale, retrying");
-        return Action::requeue(CONFLICT_RETRY);
-    }
     tracing::debug!(controller = NAME, %error, "retrying");
     Action::requeue(RETRY)
 }
@@ -192,8 +188,20 @@ fn selector_of(selector: &LabelSelector) -> Result<Selector, String> {
     Selector::from_label_selector_value(&value).map_err(|e| e.to_string())
 }
 
-/// Upstream's `syncDeployment`.
+/// A sync; a conflict is no failure: the sync acted on a stale cache, the newer object is
+/// on its way, and the sync is simply run again.
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, SyncError> {
+    match sync_deployment(d, ctx).await {
+        Err(e) if e.is_conflict() => {
+            tracing::debug!(controller = NAME, error = %e, "stale, retrying");
+            Ok(Action::requeue(CONFLICT_RETRY))
+        }
+        other => other,
+    }
+}
+
+/// Upstream's `syncDeployment`.
+async fn sync_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, SyncError> {
     ctx.replica_sets
         .wait_until_ready()
         .await

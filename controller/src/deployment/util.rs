@@ -184,6 +184,12 @@ pub fn max_surge(d: &Deployment) -> i32 {
 }
 
 /// Upstream's `NewRSNewReplicas`: how far the new ReplicaSet may grow now.
+///
+/// One deliberate difference: a ReplicaSet counts as the larger of the pods it wants and the
+/// pods it still has (`status.replicas`), where upstream counts `spec.replicas` only. An old
+/// ReplicaSet just scaled down still has its pods until its controller has deleted them;
+/// counting them keeps maxSurge true of the pods that exist, not only of the ReplicaSets'
+/// sizes, at the price of waiting for the ReplicaSet controller's status.
 pub fn new_rs_new_replicas(
     d: &Deployment,
     all: &[&ReplicaSet],
@@ -199,7 +205,10 @@ pub fn new_rs_new_replicas(
                 .and_then(|r| r.max_surge.clone())
                 .unwrap_or(IntOrString::Int(0));
             let max_surge = scaled_value(&surge, replicas(d), true)?;
-            let current = replica_count(all.iter().copied());
+            let current: i32 = all
+                .iter()
+                .map(|rs| rs_replicas(rs).max(actual_replica_count([*rs])))
+                .sum();
             let max_total = replicas(d) + max_surge;
             if current >= max_total {
                 return Ok(rs_replicas(new_rs));
@@ -908,6 +917,17 @@ mod tests {
             new_rs_new_replicas(&d, &[&old, &new], &new),
             Ok(10),
             "never past the replicas"
+        );
+        // An old ReplicaSet scaled down to 2 that still has 5 pods: nothing more yet.
+        let mut old = replica_set("old", 2, 1, json!({}));
+        old.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas: 5,
+            ..Default::default()
+        });
+        assert_eq!(
+            new_rs_new_replicas(&d, &[&old, &new], &new),
+            Ok(8),
+            "the old pods still count"
         );
     }
 
