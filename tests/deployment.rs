@@ -218,6 +218,20 @@ fn image_of(rs: &ReplicaSet) -> String {
         .unwrap_or_default()
 }
 
+/// The ReplicaSet with `image` (creation times have whole seconds: two ReplicaSets made in
+/// one second have no order).
+fn with_image<'a>(rss: &'a [ReplicaSet], image: &str) -> Option<&'a ReplicaSet> {
+    rss.iter().find(|rs| image_of(rs) == image)
+}
+
+/// Sizes of the `busybox:1` and `busybox:2` ReplicaSets.
+fn sizes(rss: &[ReplicaSet]) -> (Option<i32>, Option<i32>) {
+    (
+        with_image(rss, "busybox:1").map(rs_replicas),
+        with_image(rss, "busybox:2").map(rs_replicas),
+    )
+}
+
 fn rs_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.replicas.unwrap_or(1)
 }
@@ -455,8 +469,8 @@ async fn rolling_update_within_bounds(
     assert_eq!(steps, replicas, "every new pod was made ready once");
     let rss = env.replica_sets("roll").await;
     assert_eq!(rss.len(), 2);
-    let (old, new) = (&rss[0], &rss[1]);
-    assert_eq!((rs_replicas(old), rs_replicas(new)), (0, replicas));
+    assert_eq!(sizes(&rss), (Some(0), Some(replicas)));
+    let new = with_image(&rss, "busybox:2").expect("new");
     assert_eq!(annotation(&new.metadata, REVISION).as_deref(), Some("2"));
     wait_for("the old pods gone", || async {
         (env.active_pods("roll").await.len() == replicas as usize).then_some(())
@@ -556,11 +570,11 @@ async fn recreate_removes_every_old_pod_before_making_new_ones() {
         .expect("old pods gone before new ones");
     let rss = env.replica_sets("re").await;
     assert_eq!(rss.len(), 2);
-    assert_eq!((rs_replicas(&rss[0]), rs_replicas(&rss[1])), (0, 3));
-    assert_eq!(image_of(&rss[1]), "busybox:2");
+    assert_eq!(sizes(&rss), (Some(0), Some(3)));
     // Recreate has no surge: the new ReplicaSet was made for exactly the replicas.
+    let new = with_image(&rss, "busybox:2").expect("new");
     assert_eq!(
-        annotation(&rss[1].metadata, "deployment.kubernetes.io/max-replicas").as_deref(),
+        annotation(&new.metadata, "deployment.kubernetes.io/max-replicas").as_deref(),
         Some("3")
     );
 }
@@ -683,8 +697,7 @@ async fn a_paused_deployment_does_not_roll_out_until_resumed() {
     .await;
     env.roll_out("p").await;
     let rss = env.replica_sets("p").await;
-    assert_eq!((rs_replicas(&rss[0]), rs_replicas(&rss[1])), (0, 3));
-    assert_eq!(image_of(&rss[1]), "busybox:2");
+    assert_eq!(sizes(&rss), (Some(0), Some(3)));
 }
 
 #[tokio::test]
@@ -732,7 +745,7 @@ async fn scale_resizes_and_mid_rollout_scaling_is_proportional() {
     env.set_image("sc", "busybox:2").await;
     wait_for("8 old and 5 new", || async {
         let rss = env.replica_sets("sc").await;
-        (rss.len() == 2 && rs_replicas(&rss[0]) == 8 && rs_replicas(&rss[1]) == 5).then_some(())
+        (sizes(&rss) == (Some(8), Some(5))).then_some(())
     })
     .await;
     // Scaled to 20 mid-rollout: 23 allowed, the 10 added spread as 8:5 of the 13 made for,
@@ -747,7 +760,7 @@ async fn scale_resizes_and_mid_rollout_scaling_is_proportional() {
         .expect("scale mid-rollout");
     wait_for("14 old and 9 new", || async {
         let rss = env.replica_sets("sc").await;
-        (rss.len() == 2 && rs_replicas(&rss[0]) == 14 && rs_replicas(&rss[1]) == 9).then_some(())
+        (sizes(&rss) == (Some(14), Some(9))).then_some(())
     })
     .await;
     let rss = env.replica_sets("sc").await;
@@ -859,10 +872,13 @@ async fn kubectl_rollout_status_history_undo_and_restart() {
     env.roll_out("k").await;
     let rss = env.replica_sets("k").await;
     assert_eq!(rss.len(), 2, "the old ReplicaSet is reused");
-    assert_eq!(image_of(&rss[0]), "busybox:1");
-    assert_eq!(annotation(&rss[0].metadata, REVISION).as_deref(), Some("3"));
-    assert_eq!(rs_replicas(&rss[0]), 2);
-    assert_eq!(rs_replicas(&rss[1]), 0);
+    let first = with_image(&rss, "busybox:1").expect("the first ReplicaSet");
+    assert_eq!(annotation(&first.metadata, REVISION).as_deref(), Some("3"));
+    assert_eq!(
+        annotation(&first.metadata, "deployment.kubernetes.io/revision-history").as_deref(),
+        Some("1")
+    );
+    assert_eq!(sizes(&rss), (Some(2), Some(0)));
 
     // `rollout restart` stamps the template: a new ReplicaSet.
     let out = kubectl(&server, &["rollout", "restart", "deployment/k"]);
