@@ -42,6 +42,7 @@ both_backends!(
     expired_watch_is_410,
     bookmarks_and_table_watch,
     streaming_list_watch,
+    watch_list_ends_initial_events_with_a_bookmark,
 );
 
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
@@ -277,6 +278,17 @@ async fn defaults_generation_and_status(backend: Backend) {
     )
     .await
     .unwrap();
+    assert_eq!(deps.get("web").await.unwrap().spec.replicas, Some(4));
+    // A resourceVersion in a /scale patch is a precondition.
+    let err = deps
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 6}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(err).0, 409);
     assert_eq!(deps.get("web").await.unwrap().spec.replicas, Some(4));
 
     // Validation: the selector must match the template.
@@ -1076,4 +1088,60 @@ async fn streaming_list_watch(backend: Backend) {
             .await
             .unwrap();
     }
+}
+
+/// client-go's watch-list (kubectl 1.35's informers, e.g. `rollout status`): the current
+/// objects as ADDED events, then a BOOKMARK annotated `k8s.io/initial-events-end`, then
+/// changes.
+async fn watch_list_ends_initial_events_with_a_bookmark(backend: Backend) {
+    let server = Server::start(backend);
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["w1", "w2"] {
+        cms.create(&PostParams::default(), &configmap(name, &[]))
+            .await
+            .unwrap();
+    }
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true\
+         &resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=5",
+        server.url
+    );
+    let resp = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    while lines.len() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("events")
+            .expect("a chunk")
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            lines.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    let mut added: Vec<&str> = lines[..2]
+        .iter()
+        .map(|l| {
+            assert_eq!(l["type"], "ADDED");
+            l["object"]["metadata"]["name"].as_str().unwrap()
+        })
+        .collect();
+    added.sort();
+    assert_eq!(added, ["w1", "w2"]);
+    assert_eq!(lines[2]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    let bookmark_rv: i64 = lines[2]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bookmark_rv > 0);
 }

@@ -4,7 +4,9 @@
 //! Map (kube-controller-manager's layout):
 //! - [`manager`]: [`ControllerManagerConfig`] and [`run`], which takes the
 //!   `kube-system/kube-controller-manager` Lease and runs every controller under it.
-//! - One module per controller: [`replicaset`] (`spec.replicas` pods from a template, with
+//! - One module per controller: [`deployment`] (rollouts through ReplicaSets by
+//!   pod-template-hash: RollingUpdate/Recreate, revisions, rollback, pause, progress
+//!   deadline), [`replicaset`] (`spec.replicas` pods from a template, with
 //!   expectations, adoption and upstream's deletion ranking), [`serviceaccount`] (a `default`
 //!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node),
 //!   [`nodelifecycle`] (node health: silent nodes go Unknown; taints follow conditions),
@@ -17,6 +19,7 @@
 //! - Shared pieces: [`informers`] (the node controllers' caches), [`taints`] (toleration
 //!   matching), [`events`] (core/v1 Events).
 
+pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod garbagecollector;

@@ -15,7 +15,9 @@ use crate::informers::NodeInformers;
 use crate::nodeipam::{self, NodeIpamConfig};
 use crate::nodelifecycle::{self, NodeLifecycleConfig};
 use crate::podgc::{self, PodGcConfig};
-use crate::{endpoints, garbagecollector, namespace, replicaset, serviceaccount, tainteviction};
+use crate::{
+    deployment, endpoints, garbagecollector, namespace, replicaset, serviceaccount, tainteviction,
+};
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -94,6 +96,7 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
     };
     // kube-controller-manager's `NewControllerDescriptors`, by name.
     let mut controllers: Vec<(&'static str, ControllerFuture)> = vec![
+        (deployment::NAME, Box::pin(deployment::run(client.clone()))),
         (namespace::NAME, Box::pin(namespace::run(client.clone()))),
         (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
         (

@@ -538,18 +538,23 @@ impl ApiServer {
                 Err(e) => return Err(ApiError::from_storage(e, subject(res, name))),
             };
             if sub == Some(Subresource::Scale) {
+                // A resourceVersion in the patch is a precondition; without one a conflict
+                // with a concurrent writer is retried on the newer object.
+                let precondition = patch_doc["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_string);
+                if let Some(rv) = &precondition
+                    && *rv != current.revision.to_string()
+                {
+                    return Err(ApiError::modified(subject(res, name)));
+                }
                 let scale = to_scale(res, &current.object);
                 let patched = apply_patch_doc(&ct, &scale, &patch_doc, None)?;
                 let result = self
                     .write_scale(res, ns, name, current, &patched, ctx)
                     .await;
                 match result {
-                    Err(e)
-                        if e.reason == "Conflict"
-                            && patched["metadata"].get("resourceVersion").is_none() =>
-                    {
-                        continue;
-                    }
+                    Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
                     other => return other.map(|v| (v, false)),
                 }
             }
