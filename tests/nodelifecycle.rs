@@ -19,12 +19,13 @@ use serde_json::{Value, json};
 use skiff_controller::{ControllerManagerConfig, NodeLifecycleConfig, PodGcConfig};
 use support::{Backend, Server, wait_for};
 
-/// Quick timings: a node is Unknown 2 s after its last sign of life.
+/// Quick timings: a node is Unknown 3 s after its last sign of life (the test renews every
+/// 200 ms, so a busy machine has room).
 fn fast_lifecycle() -> NodeLifecycleConfig {
     NodeLifecycleConfig {
         node_monitor_period: Duration::from_millis(200),
-        node_monitor_grace_period: Duration::from_secs(2),
-        node_startup_grace_period: Duration::from_secs(2),
+        node_monitor_grace_period: Duration::from_secs(3),
+        node_startup_grace_period: Duration::from_secs(3),
         ..Default::default()
     }
 }
@@ -246,7 +247,7 @@ async fn a_silent_node_goes_unknown_is_tainted_and_its_pods_are_evicted() {
         .expect("mark pod ready");
 
     // Healthy nodes stay as they are for longer than the grace period.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     for name in ["a", "b"] {
         let n = nodes.get(name).await.expect("get node");
         assert_eq!(
