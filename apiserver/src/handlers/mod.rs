@@ -162,6 +162,20 @@ pub fn parse_body(content_type: &str, bytes: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))
 }
 
+/// Whether a request body of this content type is parsed as JSON (YAML and protobuf have
+/// their own media types; anything else is read as JSON, as `parse_body` does).
+fn is_json(content_type: &str) -> bool {
+    let ct = content_type.split(';').next().unwrap_or("").trim();
+    ct.is_empty() || ct.eq_ignore_ascii_case("application/json")
+}
+
+/// A create's body: parsed, still to be decoded through the resource's type, or already
+/// decoded by the typed fast path.
+pub(crate) enum CreateBody {
+    Parsed(Value),
+    Decoded(Value),
+}
+
 /// A body the protobuf decoder refuses: a kind it has no schema for is a media type this
 /// server cannot take (415); anything else is a malformed request (400).
 pub(crate) fn protobuf_error(e: crate::protobuf::ProtobufError) -> ApiError {
@@ -292,7 +306,11 @@ impl ApiServer {
             }
             (Verb::Create, _) => {
                 let mut ctx = WriteContext::from_request(query, headers, FieldValidation::Warn)?;
-                let body = parse_body(&content_type(headers), &body)?;
+                let ct = content_type(headers);
+                let body = match is_json(&ct).then(|| (res.decode_json)(&body)).flatten() {
+                    Some(typed) => CreateBody::Decoded(typed),
+                    None => CreateBody::Parsed(parse_body(&ct, &body)?),
+                };
                 let (created, json) = self.create_encoded(res, ns, body, &mut ctx, false).await?;
                 let mut resp = match (render, json) {
                     // The stored bytes with the resourceVersion spliced in: encoding the

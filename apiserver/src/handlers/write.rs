@@ -127,7 +127,7 @@ impl ApiServer {
         ctx: &mut WriteContext,
         applied: bool,
     ) -> ApiResult<Value> {
-        self.create_encoded(res, ns, body, ctx, applied)
+        self.create_encoded(res, ns, CreateBody::Parsed(body), ctx, applied)
             .await
             .map(|(obj, _)| obj)
     }
@@ -137,11 +137,14 @@ impl ApiServer {
         &self,
         res: &'static Resource,
         ns: Option<&str>,
-        body: Value,
+        body: CreateBody,
         ctx: &mut WriteContext,
         applied: bool,
     ) -> ApiResult<(Value, Option<Vec<u8>>)> {
-        let mut obj = self.decode(res, body, ctx)?;
+        let mut obj = match body {
+            CreateBody::Parsed(body) => self.decode(res, body, ctx)?,
+            CreateBody::Decoded(obj) => obj,
+        };
         // The namespace comes from the URL; a different one in the body is a client error.
         {
             let meta = meta_mut(&mut obj);
