@@ -7,7 +7,10 @@
 //! - One module per controller: [`deployment`] (rollouts through ReplicaSets by
 //!   pod-template-hash: RollingUpdate/Recreate, revisions, rollback, pause, progress
 //!   deadline), [`replicaset`] (`spec.replicas` pods from a template, with
-//!   expectations, adoption and upstream's deletion ranking), [`serviceaccount`] (a `default`
+//!   expectations, adoption and upstream's deletion ranking), [`job`] (Jobs run pods to
+//!   completion: parallelism, completions, Indexed mode, backoff, deadline, suspend, counted
+//!   exactly with tracking finalizers), [`ttlafterfinished`] (finished Jobs deleted after
+//!   `ttlSecondsAfterFinished`), [`serviceaccount`] (a `default`
 //!   ServiceAccount in every namespace), [`nodeipam`] (a pod CIDR for every node),
 //!   [`nodelifecycle`] (node health: silent nodes go Unknown; taints follow conditions),
 //!   [`tainteviction`] (pods leave nodes with NoExecute taints they do not tolerate),
@@ -24,6 +27,7 @@ pub mod endpoints;
 pub mod events;
 pub mod garbagecollector;
 pub mod informers;
+pub mod job;
 pub mod manager;
 pub mod namespace;
 pub mod nodeipam;
@@ -33,7 +37,9 @@ pub mod replicaset;
 pub mod serviceaccount;
 pub mod tainteviction;
 pub mod taints;
+pub mod ttlafterfinished;
 
+pub use job::JobControllerConfig;
 pub use manager::{ControllerError, ControllerManagerConfig, run};
 pub use nodeipam::{Ipv4Cidr, NodeIpamConfig};
 pub use nodelifecycle::NodeLifecycleConfig;

@@ -12,11 +12,13 @@ use kube::Client;
 use skiff_client::{LeaderElection, LeaderElectionConfig, LeaderElectionError};
 
 use crate::informers::NodeInformers;
+use crate::job::{self, JobControllerConfig};
 use crate::nodeipam::{self, NodeIpamConfig};
 use crate::nodelifecycle::{self, NodeLifecycleConfig};
 use crate::podgc::{self, PodGcConfig};
 use crate::{
     deployment, endpoints, garbagecollector, namespace, replicaset, serviceaccount, tainteviction,
+    ttlafterfinished,
 };
 
 /// How the controller manager runs.
@@ -30,6 +32,8 @@ pub struct ControllerManagerConfig {
     pub node_lifecycle: NodeLifecycleConfig,
     /// The pod garbage collector's timing and threshold.
     pub pod_gc: PodGcConfig,
+    /// The Job controller's pod failure backoff.
+    pub job: JobControllerConfig,
 }
 
 impl Default for ControllerManagerConfig {
@@ -39,6 +43,7 @@ impl Default for ControllerManagerConfig {
             node_ipam: Some(NodeIpamConfig::default()),
             node_lifecycle: NodeLifecycleConfig::default(),
             pod_gc: PodGcConfig::default(),
+            job: JobControllerConfig::default(),
         }
     }
 }
@@ -97,8 +102,13 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
     // kube-controller-manager's `NewControllerDescriptors`, by name.
     let mut controllers: Vec<(&'static str, ControllerFuture)> = vec![
         (deployment::NAME, Box::pin(deployment::run(client.clone()))),
+        (job::NAME, Box::pin(job::run(client.clone(), config.job))),
         (namespace::NAME, Box::pin(namespace::run(client.clone()))),
         (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
+        (
+            ttlafterfinished::NAME,
+            Box::pin(ttlafterfinished::run(client.clone())),
+        ),
         (
             serviceaccount::NAME,
             Box::pin(serviceaccount::run(client.clone())),

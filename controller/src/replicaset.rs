@@ -282,7 +282,7 @@ fn post_params() -> PostParams {
 
 /// `<replicaset>-<5 characters>`, as the API server's `generateName` (upstream's
 /// `SimpleNameGenerator`: the base cut to 58 characters, consonants and digits).
-fn pod_name(replica_set: &str) -> String {
+pub(crate) fn pod_name(replica_set: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let base: String = replica_set.chars().take(58).collect();
     let mut rng = rand::rng();
@@ -494,7 +494,7 @@ fn calculate_status(
 
 /// The `n` pods to delete first, by upstream's `ActivePodsWithRanks` order (rank: how many of
 /// the pods share the pod's node).
-fn pods_to_delete(pods: &[Arc<Pod>], n: usize) -> Vec<Arc<Pod>> {
+pub(crate) fn pods_to_delete(pods: &[Arc<Pod>], n: usize) -> Vec<Arc<Pod>> {
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for pod in pods {
         if let Some(node) = node_name(pod) {
@@ -586,12 +586,12 @@ fn node_name(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-fn pod_labels(pod: &Pod) -> &BTreeMap<String, String> {
+pub(crate) fn pod_labels(pod: &Pod) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     pod.metadata.labels.as_ref().unwrap_or(&EMPTY)
 }
 
-fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
+pub(crate) fn controller_of(pod: &Pod) -> Option<&OwnerReference> {
     pod.metadata
         .owner_references
         .as_ref()?
@@ -614,7 +614,7 @@ fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodConditio
         .find(|c| c.type_ == "Ready")
 }
 
-fn is_ready(pod: &Pod) -> bool {
+pub(crate) fn is_ready(pod: &Pod) -> bool {
     ready_condition(pod).is_some_and(|c| c.status == "True")
 }
 
