@@ -16,7 +16,8 @@ use crate::nodeipam::{self, NodeIpamConfig};
 use crate::nodelifecycle::{self, NodeLifecycleConfig};
 use crate::podgc::{self, PodGcConfig};
 use crate::{
-    deployment, endpoints, garbagecollector, namespace, replicaset, serviceaccount, tainteviction,
+    daemonset, deployment, endpoints, garbagecollector, namespace, replicaset, serviceaccount,
+    tainteviction,
 };
 
 /// How the controller manager runs.
@@ -96,6 +97,7 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
     };
     // kube-controller-manager's `NewControllerDescriptors`, by name.
     let mut controllers: Vec<(&'static str, ControllerFuture)> = vec![
+        (daemonset::NAME, Box::pin(daemonset::run(client.clone()))),
         (deployment::NAME, Box::pin(deployment::run(client.clone()))),
         (namespace::NAME, Box::pin(namespace::run(client.clone()))),
         (replicaset::NAME, Box::pin(replicaset::run(client.clone()))),
