@@ -55,7 +55,7 @@ impl Kubelets {
                 let pods: Api<Pod> = Api::namespaced(client, "default");
                 let mut round = 0u32;
                 loop {
-                    if round % 3 == 0 {
+                    if round.is_multiple_of(3) {
                         let names: Vec<String> =
                             alive.lock().expect("lock").iter().cloned().collect();
                         for name in names {

@@ -587,13 +587,16 @@ pub fn pods_should_be_on_node(
     decision
 }
 
+/// A node's up-to-date pod and old pod, each if any.
+pub type NewAndOld<'a> = (Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>);
+
 /// Upstream's `findUpdatedPodsOnNode`: the node's one new and one old pod (either may be
 /// missing); `None` when there are more, which the manage loop cleans up first.
 pub fn updated_pods_on_node<'a>(
     pods: &'a [Arc<Pod>],
     hash: &str,
     generation: Option<i64>,
-) -> Option<(Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>)> {
+) -> Option<NewAndOld<'a>> {
     let (mut new, mut old) = (None, None);
     for pod in pods
         .iter()
