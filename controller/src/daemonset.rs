@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -133,27 +133,31 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
         .touched_objects();
     // Nodes matter when they come, go, or change what decides eligibility (labels, taints);
     // heartbeats and status updates do not (upstream's `shouldIgnoreNodeUpdate`).
+    // Every DaemonSet looks at every node, so a node event wakes them all.
     let mut seen: HashMap<String, NodeShape> = HashMap::new();
     let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .reflect(node_writer)
-        .try_filter_map(move |event| {
-            let changed = match event {
-                watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+        .filter_map(move |event| {
+            let wake = match event {
+                Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
                     let shape = NodeShape::of(&node);
-                    let name = node.name_any();
-                    (seen.get(&name) != Some(&shape)).then(|| {
-                        seen.insert(name, shape);
-                        node
-                    })
+                    seen.insert(node.name_any(), shape) != Some(NodeShape::of(&node))
                 }
-                watcher::Event::Delete(node) => {
+                Ok(watcher::Event::Delete(node)) => {
                     seen.remove(&node.name_any());
-                    Some(node)
+                    true
                 }
-                watcher::Event::Init | watcher::Event::InitDone => None,
+                // A relist reports no deletions: nodes gone during a watch outage show only
+                // in the cache, so every DaemonSet looks again.
+                Ok(watcher::Event::InitDone) => true,
+                Ok(watcher::Event::Init) => false,
+                Err(e) => {
+                    tracing::warn!(controller = NAME, error = %e, "node watch");
+                    false
+                }
             };
-            futures::future::ready(Ok(changed))
+            futures::future::ready(wake.then_some(()))
         });
     let revision_events = watcher(
         Api::<ControllerRevision>::all(client.clone()),
@@ -163,7 +167,6 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     .reflect(revision_writer)
     .touched_objects();
     let for_pods = daemon_sets.clone();
-    let for_nodes = daemon_sets.clone();
     let for_revisions = daemon_sets;
     let results = controller
         .watches_stream(pod_events, move |pod| {
@@ -174,13 +177,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
                 &for_pods,
             )
         })
-        .watches_stream(node_events, move |_node| {
-            for_nodes
-                .state()
-                .iter()
-                .map(|ds| ObjectRef::from_obj(&**ds))
-                .collect::<Vec<_>>()
-        })
+        .reconcile_all_on(node_events)
         .watches_stream(revision_events, move |rev| {
             daemon_sets_of(
                 &rev.metadata.owner_references,
