@@ -4,7 +4,9 @@
 //! Map (kube-controller-manager's layout):
 //! - [`manager`]: [`ControllerManagerConfig`] and [`run`], which takes the
 //!   `kube-system/kube-controller-manager` Lease and runs every controller under it.
-//! - One module per controller: [`deployment`] (rollouts through ReplicaSets by
+//! - One module per controller: [`daemonset`] (a pod on every eligible node — nodeSelector,
+//!   node affinity, taints — pinned by node affinity for the scheduler; rolling or OnDelete
+//!   updates through ControllerRevisions), [`deployment`] (rollouts through ReplicaSets by
 //!   pod-template-hash: RollingUpdate/Recreate, revisions, rollback, pause, progress
 //!   deadline), [`replicaset`] (`spec.replicas` pods from a template, with
 //!   expectations, adoption and upstream's deletion ranking), [`job`] (Jobs run pods to
@@ -20,11 +22,14 @@
 //!   propagation),
 //!   [`namespace`] (a deleted namespace's content deleted, then the namespace released).
 //! - Shared pieces: [`informers`] (the node controllers' caches), [`taints`] (toleration
-//!   matching), [`events`] (core/v1 Events).
+//!   matching), [`events`] (core/v1 Events), [`expectations`] (the pod creations and
+//!   deletions a controller waits to see before acting again).
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
+pub(crate) mod expectations;
 pub mod garbagecollector;
 pub mod informers;
 pub mod job;

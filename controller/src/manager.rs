@@ -17,8 +17,8 @@ use crate::nodeipam::{self, NodeIpamConfig};
 use crate::nodelifecycle::{self, NodeLifecycleConfig};
 use crate::podgc::{self, PodGcConfig};
 use crate::{
-    deployment, endpoints, garbagecollector, namespace, replicaset, serviceaccount, tainteviction,
-    ttlafterfinished,
+    daemonset, deployment, endpoints, garbagecollector, namespace, replicaset, serviceaccount,
+    tainteviction, ttlafterfinished,
 };
 
 /// How the controller manager runs.
@@ -101,6 +101,7 @@ pub async fn run(client: Client, config: ControllerManagerConfig) -> Result<(), 
     };
     // kube-controller-manager's `NewControllerDescriptors`, by name.
     let mut controllers: Vec<(&'static str, ControllerFuture)> = vec![
+        (daemonset::NAME, Box::pin(daemonset::run(client.clone()))),
         (deployment::NAME, Box::pin(deployment::run(client.clone()))),
         (job::NAME, Box::pin(job::run(client.clone(), config.job))),
         (namespace::NAME, Box::pin(namespace::run(client.clone()))),

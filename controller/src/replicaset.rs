@@ -15,9 +15,9 @@
 //! before its expectation.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
@@ -33,6 +33,7 @@ use rand::Rng;
 use serde_json::json;
 use skiff_apimachinery::labels::Selector;
 
+use crate::expectations::Expectations;
 use crate::manager::{ControllerError, drive};
 
 /// kube-controller-manager's name for it (`--controllers`).
@@ -44,9 +45,6 @@ const BURST_REPLICAS: usize = 500;
 /// Upstream's `SlowStartInitialBatchSize`: the first create batch; each next one doubles.
 const SLOW_START_INITIAL_BATCH: usize = 1;
 
-/// Upstream's `ExpectationsTimeout`: after this, unmet expectations are given up on.
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
-
 /// After a failed sync, when to try again.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -56,7 +54,7 @@ const FIELD_MANAGER: &str = "replicaset-controller";
 struct Context {
     client: Client,
     pods: Store<Pod>,
-    expectations: Expectations,
+    expectations: Expectations<ReplicaSet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -647,100 +645,6 @@ fn selector_of(rs: &ReplicaSet) -> Result<Selector, String> {
     Selector::from_label_selector_value(&value).map_err(|e| e.to_string())
 }
 
-/// Per ReplicaSet, the pods its last sync created (by name) that the pod watch has not shown
-/// yet, and those it deleted (by uid) that the watch still shows as present.
-#[derive(Default)]
-struct Expectations(Mutex<HashMap<ObjectRef<ReplicaSet>, Pending>>);
-
-struct Pending {
-    creations: HashSet<String>,
-    deletions: HashSet<String>,
-    since: Instant,
-}
-
-impl Expectations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ReplicaSet>, Pending>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn entry<'a>(
-        map: &'a mut HashMap<ObjectRef<ReplicaSet>, Pending>,
-        key: &ObjectRef<ReplicaSet>,
-    ) -> &'a mut Pending {
-        map.entry(key.clone()).or_insert_with(|| Pending {
-            creations: HashSet::new(),
-            deletions: HashSet::new(),
-            since: Instant::now(),
-        })
-    }
-
-    fn expect_creations(&self, key: &ObjectRef<ReplicaSet>, names: impl Iterator<Item = String>) {
-        let mut map = self.lock();
-        let pending = Self::entry(&mut map, key);
-        pending.creations.extend(names);
-        pending.since = Instant::now();
-    }
-
-    fn expect_deletions(&self, key: &ObjectRef<ReplicaSet>, uids: impl Iterator<Item = String>) {
-        let mut map = self.lock();
-        let pending = Self::entry(&mut map, key);
-        pending.deletions.extend(uids);
-        pending.since = Instant::now();
-    }
-
-    fn creation_failed(&self, key: &ObjectRef<ReplicaSet>, name: &str) {
-        if let Some(p) = self.lock().get_mut(key) {
-            p.creations.remove(name);
-        }
-    }
-
-    fn deletion_failed(&self, key: &ObjectRef<ReplicaSet>, uid: &str) {
-        if let Some(p) = self.lock().get_mut(key) {
-            p.deletions.remove(uid);
-        }
-    }
-
-    /// Met (nothing pending, or given up on after [`EXPECTATIONS_TIMEOUT`]): the sync may
-    /// create and delete again.
-    fn satisfied(&self, key: &ObjectRef<ReplicaSet>) -> bool {
-        let mut map = self.lock();
-        let Some(p) = map.get(key) else {
-            return true;
-        };
-        let met = (p.creations.is_empty() && p.deletions.is_empty())
-            || p.since.elapsed() > EXPECTATIONS_TIMEOUT;
-        if met {
-            map.remove(key);
-        }
-        met
-    }
-
-    /// Records what a pod watch event shows: a pod seen is created; a pod removed, or given
-    /// a deletionTimestamp (a bound pod waits for its kubelet), is deleted — as upstream's
-    /// `updatePod`/`deletePod` handlers.
-    fn observe(&self, event: &watcher::Event<Pod>) {
-        let (pod, deleted) = match event {
-            watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                (p, p.metadata.deletion_timestamp.is_some())
-            }
-            watcher::Event::Delete(p) => (p, true),
-            watcher::Event::Init | watcher::Event::InitDone => return,
-        };
-        let Some(owner) = controller_of(pod) else {
-            return;
-        };
-        let key = ObjectRef::new(&owner.name).within(&pod.namespace().unwrap_or_default());
-        let mut map = self.lock();
-        let Some(p) = map.get_mut(&key) else {
-            return;
-        };
-        p.creations.remove(&pod.name_any());
-        if deleted {
-            p.deletions.remove(&pod.uid().unwrap_or_default());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -906,44 +810,5 @@ mod tests {
         assert_eq!(status.conditions, None);
         let status = calculate_status(&replica_set(0), &pods, None, now);
         assert_eq!(status.available_replicas, Some(2));
-    }
-
-    #[test]
-    fn expectations_wait_for_the_watch() {
-        let e = Expectations::default();
-        let key = ObjectRef::<ReplicaSet>::new("web").within("ns");
-        assert!(e.satisfied(&key), "nothing expected");
-        e.expect_creations(
-            &key,
-            ["web-aaaaa".to_string(), "web-bbbbb".into()].into_iter(),
-        );
-        e.expect_deletions(&key, ["old-uid".to_string()].into_iter());
-        assert!(!e.satisfied(&key));
-        let mine = |name: &str, uid: &str| {
-            let mut p = (*ranked(name, None, "Pending", None, 0, 0)).clone();
-            p.metadata.uid = Some(uid.into());
-            p.metadata.owner_references = Some(vec![OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "ReplicaSet".into(),
-                name: "web".into(),
-                uid: "rs-uid".into(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]);
-            p
-        };
-        e.observe(&watcher::Event::Apply(mine("web-aaaaa", "u1")));
-        e.observe(&watcher::Event::Apply(mine("web-bbbbb", "u2")));
-        assert!(!e.satisfied(&key), "the deletion is not seen yet");
-        let mut old = mine("old", "old-uid");
-        e.observe(&watcher::Event::Apply(old.clone()));
-        assert!(!e.satisfied(&key), "a plain update is no deletion");
-        old.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-        e.observe(&watcher::Event::Apply(old));
-        assert!(e.satisfied(&key), "a pod being deleted counts as deleted");
-
-        e.expect_creations(&key, ["web-ccccc".to_string()].into_iter());
-        e.creation_failed(&key, "web-ccccc");
-        assert!(e.satisfied(&key), "a failed create is not waited for");
     }
 }

@@ -186,10 +186,31 @@ pub fn kubectl_path() -> PathBuf {
 pub async fn with_controller_manager(
     config: skiff_controller::ControllerManagerConfig,
 ) -> (Server, kube::Client, tokio::task::JoinHandle<()>) {
+    start_controller_manager(config, false).await
+}
+
+/// [`with_controller_manager`], with the server's in-process scheduler binding pods.
+pub async fn with_controller_manager_and_scheduler(
+    config: skiff_controller::ControllerManagerConfig,
+) -> (Server, kube::Client, tokio::task::JoinHandle<()>) {
+    start_controller_manager(config, true).await
+}
+
+async fn start_controller_manager(
+    config: skiff_controller::ControllerManagerConfig,
+    scheduler: bool,
+) -> (Server, kube::Client, tokio::task::JoinHandle<()>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let server = Server::start_with(
         Backend::Embedded,
-        &["--controllers=false", "--scheduler=false"],
+        &[
+            "--controllers=false",
+            if scheduler {
+                "--scheduler=true"
+            } else {
+                "--scheduler=false"
+            },
+        ],
     );
     let client = server.client().await;
     let manager = tokio::spawn({

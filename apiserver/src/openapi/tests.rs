@@ -99,6 +99,14 @@ fn resources() -> Vec<OpenApiResource> {
             &["status"],
             apps::v1::DaemonSet
         ),
+        res!(
+            "apps",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            apps::v1::ControllerRevision
+        ),
         res!("batch", "Job", "jobs", true, &["status"], batch::v1::Job),
         res!(
             "coordination.k8s.io",

@@ -18,6 +18,7 @@ pub struct DeploymentStrategy;
 pub struct ReplicaSetStrategy;
 pub struct DaemonSetStrategy;
 pub struct JobStrategy;
+pub struct ControllerRevisionStrategy;
 
 /// The annotation apps/v1 uses for the DaemonSet's internal `templateGeneration`.
 const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
@@ -570,6 +571,36 @@ fn validate_daemonset_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
             ),
             "supported values: \"RollingUpdate\", \"OnDelete\"",
         )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ControllerRevision: a snapshot of a DaemonSet's (or StatefulSet's) template. Upstream's
+// `ValidateControllerRevision(Update)`: data is required and immutable, the revision is not
+// negative.
+
+impl Strategy for ControllerRevisionStrategy {
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if obj.get("data").is_none_or(Value::is_null) {
+            errs.push(FieldError::required("data", "data is mandatory"));
+        }
+        nonnegative(obj, "revision", "", &mut errs);
+        // `nonnegative` names fields under a parent; the revision is at the root.
+        for e in &mut errs {
+            if e.field == ".revision" {
+                e.field = "revision".into();
+            }
+        }
+        errs
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        immutable(
+            new.get("data").unwrap_or(&Value::Null),
+            old.get("data").unwrap_or(&Value::Null),
+            "data",
+        )
     }
 }
 
@@ -1660,5 +1691,34 @@ mod tests {
         assert_eq!(JobStrategy.field_label_value(&j, "status.successful"), "0");
         j["status"]["succeeded"] = json!(1);
         assert_eq!(JobStrategy.field_label_value(&j, "status.successful"), "1");
+    }
+
+    #[test]
+    fn controller_revisions_keep_their_data() {
+        let s = ControllerRevisionStrategy;
+        let rev = json!({
+            "metadata": {"name": "ds-abc", "namespace": "default"},
+            "data": {"spec": {"template": {"$patch": "replace"}}},
+            "revision": 2,
+        });
+        assert!(s.validate(&rev).is_empty());
+        assert_eq!(
+            messages(&s.validate(&json!({"metadata": {"name": "x"}, "revision": -1}))),
+            vec![
+                "data: Required value: data is mandatory".to_string(),
+                "revision: Invalid value: -1: must be greater than or equal to 0".into(),
+            ]
+        );
+        let mut changed = rev.clone();
+        changed["revision"] = json!(3);
+        assert!(
+            s.validate_update(&changed, &rev).is_empty(),
+            "revisions move"
+        );
+        changed["data"] = json!({"spec": {}});
+        assert_eq!(
+            messages(&s.validate_update(&changed, &rev)),
+            vec!["data: Invalid value: {\"spec\":{}}: field is immutable".to_string()]
+        );
     }
 }
