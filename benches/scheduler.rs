@@ -40,21 +40,20 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, Table};
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
@@ -84,16 +83,6 @@ struct Config {
     lease_renew: Duration,
     perf_dir: Option<PathBuf>,
     binary: PathBuf,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
-        _ => default,
-    }
 }
 
 impl Config {
@@ -128,108 +117,6 @@ impl Config {
 }
 
 // ---- the objects: scheduler_perf's templates ----
-
-/// scheduler_perf's `node-default.yaml`: 4 CPU, 32 GiB, 110 pods, Ready; plus the hostname
-/// label a kubelet sets.
-fn node(i: usize) -> Node {
-    let name = format!("scheduler-perf-{i}");
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "spec": {},
-        "status": {
-            "capacity": {"cpu": "4", "memory": "32Gi", "pods": "110"},
-            "allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            "phase": "Running",
-        },
-    }))
-    .expect("node")
-}
-
-/// Node `i`'s Lease, as a kubelet writes it (holder = node, 40 s, owned by the Node).
-fn node_lease(i: usize, node_uid: &str) -> Lease {
-    let name = format!("scheduler-perf-{i}");
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": "kube-node-lease",
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
-                "uid": node_uid}]},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
-            "renewTime": serde_json::to_value(now_micro_time()).expect("MicroTime")},
-    }))
-    .expect("lease")
-}
-
-/// Now, as a Lease's `renewTime`.
-fn now_micro_time() -> MicroTime {
-    MicroTime(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Renews every node Lease once per `interval`, spread evenly (a batch every 100 ms), until
-/// aborted; counts renewals and failures. As kubelet's lease controller: an update (PUT) of
-/// the last Lease it wrote with a new `renewTime`, re-reading it after a conflict.
-fn keep_leases_fresh(
-    client: Client,
-    latest: Vec<Option<Lease>>,
-    interval: Duration,
-    renewed: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<()> {
-    let nodes = latest.len();
-    let latest: Arc<Vec<std::sync::Mutex<Option<Lease>>>> =
-        Arc::new(latest.into_iter().map(std::sync::Mutex::new).collect());
-    tokio::spawn(async move {
-        let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-        let tick = Duration::from_millis(100);
-        let per_tick =
-            ((nodes as f64 * tick.as_secs_f64() / interval.as_secs_f64()).ceil() as usize).max(1);
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next = 0usize;
-        loop {
-            ticker.tick().await;
-            let batch: Vec<usize> = (0..per_tick).map(|k| (next + k) % nodes).collect();
-            next = (next + per_tick) % nodes;
-            // Not awaited here: a slow batch must not delay the next one (kubelets renew
-            // independently of each other).
-            for i in batch {
-                let (leases, latest, renewed, failed) = (
-                    leases.clone(),
-                    latest.clone(),
-                    renewed.clone(),
-                    failed.clone(),
-                );
-                tokio::spawn(async move {
-                    let name = format!("scheduler-perf-{i}");
-                    let last = latest[i].lock().expect("lease slot").clone();
-                    let mut lease = match last {
-                        Some(l) => l,
-                        None => match leases.get(&name).await {
-                            Ok(l) => l,
-                            Err(_) => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                return;
-                            }
-                        },
-                    };
-                    if let Some(spec) = lease.spec.as_mut() {
-                        spec.renew_time = Some(now_micro_time());
-                    }
-                    let result = leases.replace(&name, &PostParams::default(), &lease).await;
-                    let ok = result.is_ok();
-                    // After a failure (a conflict), the next renewal reads the Lease afresh.
-                    *latest[i].lock().expect("lease slot") = result.ok();
-                    if ok {
-                        renewed.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
-        }
-    })
-}
 
 /// What the benchmark's own watch needs of a pod: its name and node. Decoding only these
 /// (the rest of each event is skipped unparsed into values) keeps the benchmark's CPU — which
@@ -314,142 +201,6 @@ fn pod(i: usize, uid: Option<String>) -> Pod {
 
 // ---- measurement helpers ----
 
-/// Sorted durations with percentiles.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut v: Vec<Duration>) -> Samples {
-        v.sort_unstable();
-        Samples(v)
-    }
-
-    fn pct(&self, q: f64) -> Duration {
-        if self.0.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((q * self.0.len() as f64).ceil() as usize).max(1);
-        self.0[rank.min(self.0.len()) - 1]
-    }
-
-    fn max(&self) -> Duration {
-        self.0.last().copied().unwrap_or_default()
-    }
-
-    fn mean(&self) -> Duration {
-        if self.0.is_empty() {
-            return Duration::ZERO;
-        }
-        self.0.iter().sum::<Duration>() / self.0.len() as u32
-    }
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e6)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e3)
-}
-
-fn rate(n: usize, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        n as f64 / d.as_secs_f64()
-    }
-}
-
-/// User + system CPU time of a process so far (Linux `/proc/<pid>/stat`).
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some(Duration::from_millis((utime + stime) * 10))
-}
-
-/// Per thread name (tokio workers share one), the CPU time its threads ran and the time they
-/// were ready to run but waited for a CPU (`/proc/<pid>/task/*/schedstat`, nanoseconds).
-fn thread_times(pid: u32) -> BTreeMap<String, (Duration, Duration)> {
-    let mut times: BTreeMap<String, (Duration, Duration)> = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return times;
-    };
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let (Ok(comm), Ok(stat)) = (
-            std::fs::read_to_string(dir.join("comm")),
-            std::fs::read_to_string(dir.join("schedstat")),
-        ) else {
-            continue;
-        };
-        let mut fields = stat
-            .split_whitespace()
-            .map(|f| f.parse::<u64>().unwrap_or(0));
-        let (run, wait) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
-        let entry = times.entry(comm.trim().to_string()).or_default();
-        entry.0 += Duration::from_nanos(run);
-        entry.1 += Duration::from_nanos(wait);
-    }
-    times
-}
-
-/// `after - before` per thread name (threads that started in between count from zero).
-fn thread_times_between(
-    before: &BTreeMap<String, (Duration, Duration)>,
-    after: BTreeMap<String, (Duration, Duration)>,
-) -> Vec<(String, Duration, Duration)> {
-    after
-        .into_iter()
-        .map(|(name, (run, wait))| {
-            let (run0, wait0) = before.get(&name).copied().unwrap_or_default();
-            (name, run.saturating_sub(run0), wait.saturating_sub(wait0))
-        })
-        .filter(|(_, run, _)| *run >= Duration::from_millis(10))
-        .collect()
-}
-
-/// Resident memory of a process, in MiB.
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn table(header: Vec<&str>) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header);
-    t
-}
-
-fn align(t: &mut Table, from: usize) {
-    let n = t.column_count();
-    for i in from..n {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-}
-
-fn print_section(title: impl std::fmt::Display, t: &Table) {
-    println!("\n{title}\n{t}");
-}
-
-fn pass(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
 // ---- 1. the algorithm alone ----
 
 struct AlgorithmResult {
@@ -469,7 +220,7 @@ struct AlgorithmResult {
 fn algorithm_phase(cfg: &Config) -> AlgorithmResult {
     let mut cache = Cache::new();
     for i in 0..cfg.nodes {
-        cache.upsert_node(node(i));
+        cache.upsert_node(node(&format!("scheduler-perf-{i}")));
     }
     let framework = default_framework();
     // As the scheduler does, the PodInfo is built when the pod arrives, not in the cycle.
@@ -545,115 +296,6 @@ fn algorithm_phase(cfg: &Config) -> AlgorithmResult {
 
 // ---- processes ----
 
-/// Runs the program (`$0`, its arguments the rest) until standard input closes, then kills it
-/// by PID. Interrupts are ignored here so that a Ctrl-C, which ends this benchmark and closes
-/// the pipe, still reaches the `kill`.
-const SUPERVISOR: &str = r#"trap '' INT TERM HUP
-"$0" "$@" &
-pid=$!
-read -r _
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-exit 0"#;
-
-/// A child process under the supervisor; killed when dropped.
-struct Supervised {
-    name: &'static str,
-    child: Child,
-    /// Closing this makes the supervisor kill the program.
-    stdin: Option<ChildStdin>,
-    log: PathBuf,
-}
-
-impl Supervised {
-    fn spawn(name: &'static str, binary: &Path, args: &[&str], log: PathBuf) -> Supervised {
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(SUPERVISOR)
-            .arg(binary)
-            .args(args)
-            .env("SKIFF_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let mut s = Supervised {
-            name,
-            stdin: None,
-            child,
-            log,
-        };
-        s.stdin = s.child.stdin.take();
-        s
-    }
-
-    /// The program's own PID (the supervisor's child).
-    fn pid(&self) -> Option<u32> {
-        let sup = self.child.id();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let children =
-                std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children")).ok()?;
-            if let Some(pid) = children.split_whitespace().next() {
-                return pid.parse().ok();
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // The supervisor did not finish: kill it, our own child, by PID.
-        eprintln!("  ! {} supervisor did not stop; killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Where the scheduler runs in an end-to-end run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SchedulerIn {
@@ -669,57 +311,31 @@ enum SchedulerIn {
 /// temporary directory.
 struct Cluster {
     scheduler: Option<Supervised>,
-    server: Supervised,
-    port: u16,
-    dir: tempfile::TempDir,
+    server: ServerProcess,
 }
 
 impl Cluster {
     fn start_server(binary: &Path, scheduler_in: SchedulerIn) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-sched-bench-")
-            .tempdir()
-            .expect("temp dir");
-        let port = free_port();
-        let data = dir.path().join("data");
-        let listen = format!("127.0.0.1:{port}");
-        let mut server = Supervised::spawn(
-            "skiff server",
+        let scheduler = if scheduler_in == SchedulerIn::Server {
+            "--scheduler=true"
+        } else {
+            "--scheduler=false"
+        };
+        // As scheduler_perf: an API server and a scheduler, no controller manager (its
+        // ReplicaSet controller would decode every pod once more).
+        let started = ServerProcess::start(
             binary,
-            &[
-                "server",
-                "--data-dir",
-                data.to_str().expect("utf-8 temp path"),
-                "--listen",
-                &listen,
-                if scheduler_in == SchedulerIn::Server {
-                    "--scheduler=true"
-                } else {
-                    "--scheduler=false"
-                },
-                // As scheduler_perf: an API server and a scheduler, no controller manager
-                // (its ReplicaSet controller would decode every pod once more).
-                "--controllers=false",
-            ],
-            dir.path().join("server.log"),
+            "skiff-sched-bench-",
+            &[scheduler, "--controllers=false"],
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_status(port, "/readyz") != Some(200) || !data.join("kubeconfig").exists() {
-            if Instant::now() > deadline || server.exited() {
-                panic!("skiff server not ready; its log:\n{}", server.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
         Cluster {
             scheduler: None,
-            server,
-            port,
-            dir,
+            server: started,
         }
     }
 
     fn start_scheduler(&mut self, binary: &Path) {
-        let kubeconfig = self.dir.path().join("data").join("kubeconfig");
+        let kubeconfig = self.server.dir.path().join("data").join("kubeconfig");
         self.scheduler = Some(Supervised::spawn(
             "skiff scheduler",
             binary,
@@ -729,13 +345,12 @@ impl Cluster {
                 kubeconfig.to_str().expect("utf-8 temp path"),
                 "--leader-elect=false",
             ],
-            self.dir.path().join("scheduler.log"),
+            self.server.dir.path().join("scheduler.log"),
         ));
     }
 
     fn client(&self) -> Client {
-        let url = format!("http://127.0.0.1:{}", self.port);
-        Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("kube client")
+        self.server.client()
     }
 }
 
@@ -832,46 +447,22 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
         "  creating {} nodes, {} in flight",
         cfg.nodes, cfg.node_concurrency
     );
-    let nodes: Api<Node> = Api::all(client.clone());
-    let t = Instant::now();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let with_leases = !cfg.lease_renew.is_zero();
-    // (node index, its Lease) per node: they complete out of order.
-    let results: Vec<Result<(usize, Option<Lease>), String>> = futures::stream::iter(0..cfg.nodes)
-        .map(|i| {
-            let (nodes, leases) = (nodes.clone(), leases.clone());
-            async move {
-                let created = nodes
-                    .create(&PostParams::default(), &node(i))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !with_leases {
-                    return Ok((i, None));
-                }
-                let uid = created.metadata.uid.unwrap_or_default();
-                leases
-                    .create(&PostParams::default(), &node_lease(i, &uid))
-                    .await
-                    .map(|l| (i, Some(l)))
-                    .map_err(|e| format!("lease: {e}"))
-            }
-        })
-        .buffer_unordered(cfg.node_concurrency)
-        .collect()
-        .await;
-    r.node_create = t.elapsed();
-    r.node_errors = results.iter().filter(|x| x.is_err()).count();
-    if let Some(Err(e)) = results.iter().find(|x| x.is_err()) {
+    let names: Vec<String> = (0..cfg.nodes)
+        .map(|i| format!("scheduler-perf-{i}"))
+        .collect();
+    let registered = register_nodes(&client, &names, cfg.node_concurrency, with_leases).await;
+    r.node_create = registered.elapsed;
+    r.node_errors = registered.errors;
+    if let Some(e) = &registered.first_error {
         eprintln!("  ! {} node creates failed, first: {e}", r.node_errors);
     }
     let (renewed, renew_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut latest_leases: Vec<Option<Lease>> = vec![None; cfg.nodes];
-    for (i, lease) in results.into_iter().flatten() {
-        latest_leases[i] = lease;
-    }
+    let latest_leases = registered.leases;
     let lease_keeper = with_leases.then(|| {
         keep_leases_fresh(
             client.clone(),
+            names.clone(),
             latest_leases,
             cfg.lease_renew,
             renewed.clone(),
@@ -899,7 +490,10 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
         if p.spec.and_then(|s| s.node_name).is_some() {
             break;
         }
-        let sched = cluster.scheduler.as_mut().unwrap_or(&mut cluster.server);
+        let sched = cluster
+            .scheduler
+            .as_mut()
+            .unwrap_or(&mut cluster.server.process);
         if Instant::now() > deadline || sched.exited() {
             panic!(
                 "the warm-up pod was not scheduled in 60s; the scheduler's log:\n{}",
@@ -909,11 +503,11 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let server_pid = cluster.server.pid();
+    let server_pid = cluster.server.process.pid();
     let scheduler_pid = cluster.scheduler.as_ref().and_then(Supervised::pid);
     eprintln!(
         "  server pid {server_pid:?}, scheduler pid {scheduler_pid:?}; data in {}",
-        cluster.dir.path().display()
+        cluster.server.dir.path().display()
     );
 
     // The watch that sees the bindings, running before the first create.
@@ -1111,7 +705,7 @@ async fn e2e_phase(cfg: &Config, scheduler_in: SchedulerIn) -> E2eResult {
                 cluster
                     .scheduler
                     .as_ref()
-                    .unwrap_or(&cluster.server)
+                    .unwrap_or(&cluster.server.process)
                     .log_tail()
             );
         }
