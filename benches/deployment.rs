@@ -50,6 +50,8 @@ struct Config {
 struct Counters {
     /// Pods seen (ADDED) and bound, by uid.
     seen: Mutex<HashSet<String>>,
+    /// Pods seen per ReplicaSet (their `pod-template-hash`), in order of first sight.
+    per_hash: Mutex<Vec<(String, usize)>>,
     bound: Mutex<HashSet<String>>,
     /// Pods marked Ready and pods confirmed deleted.
     readied: AtomicU64,
@@ -75,7 +77,18 @@ fn kubelets(client: Client, counters: Arc<Counters>) -> tokio::task::JoinHandle<
                 }
             };
             let Some(uid) = pod.uid() else { continue };
-            counters.seen.lock().expect("counters").insert(uid.clone());
+            if counters.seen.lock().expect("counters").insert(uid.clone()) {
+                let hash = pod
+                    .labels()
+                    .get("pod-template-hash")
+                    .cloned()
+                    .unwrap_or_default();
+                let mut per_hash = counters.per_hash.lock().expect("counters");
+                match per_hash.iter_mut().find(|(h, _)| *h == hash) {
+                    Some((_, n)) => *n += 1,
+                    None => per_hash.push((hash, 1)),
+                }
+            }
             let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
             if node.is_some() {
                 counters.bound.lock().expect("counters").insert(uid.clone());
@@ -328,6 +341,25 @@ async fn main() {
     .await;
     kubelets.abort();
     leases.abort();
+    let final_sizes: Vec<String> =
+        match Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client.clone(), NAMESPACE)
+            .list(&Default::default())
+            .await
+        {
+            Ok(list) => list
+                .items
+                .iter()
+                .map(|rs| {
+                    let hash = rs
+                        .labels()
+                        .get("pod-template-hash")
+                        .cloned()
+                        .unwrap_or_default();
+                    format!("{hash}: {}", rs.spec.replicas.unwrap_or(0))
+                })
+                .collect(),
+            Err(e) => vec![format!("listing ReplicaSets: {e}")],
+        };
 
     let mut t = table(vec![
         "phase",
@@ -360,6 +392,18 @@ async fn main() {
         "done = the Deployment reports every replica updated and available (rollout status); \
          pods/s = pods created in the phase / done",
         &t,
+    );
+    let per_hash: Vec<String> = counters
+        .per_hash
+        .lock()
+        .expect("counters")
+        .iter()
+        .map(|(h, n)| format!("{h}: {n}"))
+        .collect();
+    println!(
+        "pods created per ReplicaSet (pod-template-hash), both phases: {}; their final sizes: {}",
+        per_hash.join(", "),
+        final_sizes.join(", ")
     );
     println!(
         "kubelet stand-in: {} pods marked Ready, {} confirmed deleted, {} failed writes; \
