@@ -122,10 +122,10 @@ impl Syncer<'_> {
                 .as_ref()
                 .and_then(|s| s.available_replicas)
                 .unwrap_or(0);
-            if replicas == 0 || replicas == available {
+            let down = util::unhealthy_to_clean_up(replicas, available, max_cleanup - total);
+            if down == 0 {
                 continue;
             }
-            let down = (max_cleanup - total).min(replicas - available);
             let (_, updated) = self
                 .scale_replica_set_and_record_event(rs, replicas - down)
                 .await?;

@@ -281,10 +281,17 @@ impl Syncer<'_> {
         };
         let replicas = util::replicas(&self.d);
         let all: Vec<&ReplicaSet> = old.iter().chain([&new_rs]).collect();
-        Ok(util::filter_active(all)
-            .into_iter()
-            .filter_map(|rs| util::int_annotation(rs, util::DESIRED_REPLICAS_ANNOTATION))
-            .any(|desired| desired != replicas))
+        let scaling = util::filter_active(all).into_iter().find(|rs| {
+            util::int_annotation(rs, util::DESIRED_REPLICAS_ANNOTATION)
+                .is_some_and(|desired| desired != replicas)
+        });
+        if let Some(rs) = scaling {
+            tracing::debug!(controller = super::NAME, deployment = %self.key(),
+                replicaset = %rs.name_any(), replicas,
+                desired = ?util::int_annotation(rs, util::DESIRED_REPLICAS_ANNOTATION),
+                resource_version = ?rs.resource_version(), "scaling event");
+        }
+        Ok(scaling.is_some())
     }
 
     /// Upstream's `scale`: one active ReplicaSet gets every replica; a saturated new one

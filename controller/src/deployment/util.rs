@@ -221,6 +221,15 @@ pub fn new_rs_new_replicas(
     }
 }
 
+/// How many of an old ReplicaSet's `replicas` to remove as unhealthy (upstream's
+/// `cleanupUnhealthyReplicas` step): those not `available`, within `budget`. Never negative:
+/// the ReplicaSet's status lags its spec right after a scale-down (more available than
+/// wanted), and counting that as "minus unhealthy" scaled the ReplicaSet back up (upstream
+/// refuses such a step with an error).
+pub fn unhealthy_to_clean_up(replicas: i32, available: i32, budget: i32) -> i32 {
+    (replicas - available).min(budget).max(0)
+}
+
 // ---------------------------------------------------------------------------------------
 // Counting ReplicaSets.
 
@@ -779,6 +788,16 @@ pub fn deployment_timed_out(d: &Deployment, status: &DeploymentStatus, now: Time
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unhealthy_clean_up_never_scales_up() {
+        assert_eq!(unhealthy_to_clean_up(750, 537, 1000), 213);
+        assert_eq!(unhealthy_to_clean_up(750, 537, 100), 100);
+        assert_eq!(unhealthy_to_clean_up(750, 750, 100), 0);
+        // Just scaled down to 439; the status still shows the 749 available before.
+        assert_eq!(unhealthy_to_clean_up(439, 749, 213), 0);
+        assert_eq!(unhealthy_to_clean_up(0, 0, 10), 0);
+    }
 
     fn deployment(replicas: i32, surge: Value, unavailable: Value) -> Deployment {
         serde_json::from_value(json!({
