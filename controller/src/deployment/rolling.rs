@@ -80,12 +80,7 @@ impl Syncer<'_> {
         }
         let all_pods = util::replica_count(all.iter().copied());
         let min_available = util::replicas(&self.d) - util::max_unavailable(&self.d);
-        let new_unavailable = rs_replicas(new)
-            - new
-                .status
-                .as_ref()
-                .and_then(|s| s.available_replicas)
-                .unwrap_or(0);
+        let new_unavailable = rs_replicas(new) - util::lasting_available(new);
         let max_scaled_down = all_pods - min_available - new_unavailable;
         if max_scaled_down <= 0 {
             return Ok(false);
@@ -143,7 +138,7 @@ impl Syncer<'_> {
         mut old: Vec<ReplicaSet>,
     ) -> Result<i32, SyncError> {
         let min_available = util::replicas(&self.d) - util::max_unavailable(&self.d);
-        let available = util::available_replica_count(all.iter().copied());
+        let available = util::lasting_available_replica_count(all.iter().copied());
         if available <= min_available {
             return Ok(0);
         }

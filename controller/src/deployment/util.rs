@@ -260,6 +260,26 @@ pub fn available_replica_count<'a>(rss: impl IntoIterator<Item = &'a ReplicaSet>
     status_sum(rss, |s| s.available_replicas.unwrap_or(0))
 }
 
+/// Available pods that will still be there once each ReplicaSet matches its spec: a
+/// ReplicaSet's available count, at most its `spec.replicas`. Right after a scale-down the
+/// status still counts the pods about to go; summing it as upstream does let one step
+/// remove every old pod while only part of the new ones were ready (seen in CI: 4 replicas,
+/// maxUnavailable 1, 2 ready). The ReplicaSet controller deletes unavailable pods first, so
+/// the capped count is what remains.
+pub fn lasting_available_replica_count<'a>(rss: impl IntoIterator<Item = &'a ReplicaSet>) -> i32 {
+    rss.into_iter().map(lasting_available).sum()
+}
+
+/// One ReplicaSet's share of [`lasting_available_replica_count`].
+pub fn lasting_available(rs: &ReplicaSet) -> i32 {
+    let available = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    available.min(rs_replicas(rs)).max(0)
+}
+
 /// `controller.FilterActiveReplicaSets`: those with replicas wanted.
 pub fn filter_active<'a>(rss: impl IntoIterator<Item = &'a ReplicaSet>) -> Vec<&'a ReplicaSet> {
     rss.into_iter().filter(|rs| rs_replicas(rs) > 0).collect()
@@ -822,6 +842,29 @@ mod tests {
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}},
         }))
         .expect("replicaset")
+    }
+
+    #[test]
+    fn lasting_availability_ignores_pods_a_scale_down_is_removing() {
+        let mut old = replica_set("old", 2, 1, json!({}));
+        // Scaled 3 → 2 a moment ago: the status still shows the 3 pods before.
+        old.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas: 3,
+            available_replicas: Some(3),
+            ..Default::default()
+        });
+        let mut new = replica_set("new", 3, 2, json!({}));
+        new.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas: 3,
+            available_replicas: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(available_replica_count([&old, &new]), 5);
+        assert_eq!(lasting_available_replica_count([&old, &new]), 4);
+        assert_eq!(lasting_available(&old), 2);
+        assert_eq!(lasting_available(&new), 2);
+        let empty = replica_set("empty", 0, 3, json!({}));
+        assert_eq!(lasting_available(&empty), 0);
     }
 
     #[test]
