@@ -1,0 +1,1243 @@
+//! The pods bound to this node: a watch (fieldSelector `spec.nodeName`), one worker task per
+//! pod, and what a worker does — kubelet's pod workers and `SyncPod`:
+//!
+//! - syncing: sandbox (namespaces, cgroup, network) → volumes → init containers one by one
+//!   → the containers; exited ones restart per restartPolicy with back-off (10 s doubling to
+//!   5 min, counted from the restart count, so an agent restart keeps it); the status is
+//!   written whenever it changes.
+//! - terminating (deletionTimestamp, or the pod left the API): preStop, SIGTERM, SIGKILL when
+//!   the grace period is up, then the sandbox, network and volumes go.
+//! - terminated: the pod object is deleted (grace 0, uid precondition) once nothing runs;
+//!   a pod that ended by itself (Succeeded/Failed) keeps its status until it is deleted.
+//!
+//! The runtime is the record of what runs: each sync lists the pod's runtime containers (by
+//! the names in [`crate::naming`]), so a restarted agent picks up where it was.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::LinuxNamespaceType;
+use serde_json::json;
+use skiff_runtime::container::{ContainerState, ContainerStatus, CreateOptions, StdioConfig};
+use skiff_runtime::image::{Image, PullOptions};
+use skiff_runtime::sandbox::SandboxConfig;
+use tokio::sync::{Notify, watch};
+
+use super::containers::{self, ContainerFiles};
+use super::env::{self, Sources};
+use super::status::{self, Attempt, AttemptState, Observed};
+use super::{Shared, volumes};
+use crate::naming;
+
+const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+const LOG_MAX_FILES: usize = 5;
+/// kubelet's default when a pod has no deletionGracePeriodSeconds.
+const DEFAULT_GRACE: i64 = 30;
+
+/// How long to wait before starting attempt `restarts + 1` after attempt `restarts` ended:
+/// the first restart is immediate, then 10 s doubling up to 5 min (kubelet's back-off).
+pub fn restart_delay(restarts: u32) -> Duration {
+    if restarts == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32.checked_shl(restarts - 1).unwrap_or(u32::MAX);
+    INITIAL_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+struct Worker {
+    tx: watch::Sender<Option<Arc<Pod>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Watches the node's pods and keeps one worker per pod.
+pub async fn run(shared: Arc<Shared>) {
+    let api: Api<Pod> = Api::all(shared.client.clone());
+    let config =
+        watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let mut listing: HashMap<String, Arc<Pod>> = HashMap::new();
+    let mut orphans_checked = false;
+    while let Some(event) = events.next().await {
+        workers.retain(|_, w| !w.task.is_finished());
+        match event {
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(p)) => {
+                if let Some(uid) = p.uid() {
+                    listing.insert(uid, Arc::new(p));
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                let known: HashSet<String> = listing.keys().cloned().collect();
+                for (uid, pod) in listing.drain() {
+                    dispatch(&shared, &mut workers, &uid, Some(pod));
+                }
+                let gone: Vec<String> = workers
+                    .keys()
+                    .filter(|uid| !known.contains(*uid))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    dispatch(&shared, &mut workers, &uid, None);
+                }
+                if !orphans_checked {
+                    orphans_checked = true;
+                    tokio::spawn(remove_orphans(shared.clone(), known));
+                }
+            }
+            Ok(watcher::Event::Apply(p)) => {
+                if let Some(uid) = p.uid() {
+                    dispatch(&shared, &mut workers, &uid, Some(Arc::new(p)));
+                }
+            }
+            Ok(watcher::Event::Delete(p)) => {
+                if let Some(uid) = p.uid() {
+                    dispatch(&shared, &mut workers, &uid, None);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "pod watch"),
+        }
+    }
+}
+
+fn dispatch(
+    shared: &Arc<Shared>,
+    workers: &mut HashMap<String, Worker>,
+    uid: &str,
+    pod: Option<Arc<Pod>>,
+) {
+    if let Some(w) = workers.get(uid)
+        && !w.task.is_finished()
+    {
+        w.tx.send_replace(pod);
+        return;
+    }
+    let Some(pod) = pod else { return };
+    let (tx, rx) = watch::channel(Some(pod));
+    let task = tokio::spawn(worker(shared.clone(), uid.to_string(), rx));
+    workers.insert(uid.to_string(), Worker { tx, task });
+}
+
+/// What a worker remembers between syncs (all of it can be rebuilt after a restart).
+#[derive(Default)]
+struct Memory {
+    pod_ip: Option<Ipv4Addr>,
+    /// Runtime ids whose exit a task is waiting for.
+    watched: HashSet<String>,
+    /// Image pull failures: container → (failures, when the last one happened).
+    pull_failures: HashMap<String, (u32, std::time::Instant)>,
+    last_status: Option<serde_json::Value>,
+    terminated: bool,
+    /// The pod reached Succeeded or Failed on its own.
+    finished: bool,
+}
+
+async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+    let wake = Arc::new(Notify::new());
+    let mut memory = Memory::default();
+    let mut last_pod: Option<Arc<Pod>> = None;
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let next = match current {
+            None => {
+                // The pod object is gone: stop what is left at once and forget the pod.
+                terminate(&shared, &uid, last_pod.as_deref(), 0).await;
+                remove_pod_files(&shared, &uid, last_pod.as_deref()).await;
+                tracing::info!(uid, "pod removed");
+                return;
+            }
+            Some(pod) => {
+                last_pod = Some(pod.clone());
+                if pod.metadata.deletion_timestamp.is_some() {
+                    if !memory.terminated {
+                        let grace = pod
+                            .metadata
+                            .deletion_grace_period_seconds
+                            .unwrap_or(DEFAULT_GRACE);
+                        terminate(&shared, &uid, Some(&pod), grace).await;
+                        memory.terminated = true;
+                        let _ = write_status(&shared, &pod, &mut memory, &wake, false).await;
+                    }
+                    delete_pod_object(&shared, &pod).await
+                } else if memory.finished {
+                    None
+                } else {
+                    match sync_pod(&shared, &pod, &mut memory, &wake).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            tracing::warn!(pod = %key(&pod), error = %e, "sync failed");
+                            Some(Duration::from_secs(2))
+                        }
+                    }
+                }
+            }
+        };
+        let sleep = next
+            .unwrap_or(shared.config.sync_period)
+            .min(shared.config.sync_period);
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+fn key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn pod_dir(shared: &Shared, uid: &str) -> PathBuf {
+    shared.config.pods_dir().join(uid)
+}
+
+/// The pod's runtime containers (not its sandbox).
+async fn observe(shared: &Arc<Shared>, uid: &str) -> Vec<ContainerState> {
+    let runtime = shared.runtime.clone();
+    let uid = uid.to_string();
+    tokio::task::spawn_blocking(move || {
+        runtime
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                c.stored.labels.get(naming::LABEL_POD_UID) == Some(&uid)
+                    && c.stored
+                        .labels
+                        .get(naming::LABEL_CONTAINER_KIND)
+                        .map(String::as_str)
+                        != Some("sandbox")
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn attempts_of(
+    records: &[ContainerState],
+    termination_logs: &Path,
+) -> HashMap<String, Vec<Attempt>> {
+    let mut out: HashMap<String, Vec<Attempt>> = HashMap::new();
+    for r in records {
+        let Some((_, name, attempt)) = naming::parse_container_id(r.id()) else {
+            continue;
+        };
+        let started = r.stored.created;
+        let state = match (&r.status, &r.exit) {
+            (ContainerStatus::Stopped, Some(exit)) => AttemptState::Exited {
+                started,
+                exit: exit.clone(),
+                message: std::fs::read_to_string(termination_log(termination_logs, name, attempt))
+                    .ok(),
+            },
+            (ContainerStatus::Stopped, None) => AttemptState::Exited {
+                started,
+                exit: skiff_runtime::container::ExitStatus {
+                    code: 137,
+                    signal: Some(9),
+                    oom_killed: false,
+                    finished_at: started,
+                },
+                message: None,
+            },
+            _ => AttemptState::Running { started },
+        };
+        out.entry(name.to_string()).or_default().push(Attempt {
+            id: r.id().to_string(),
+            attempt,
+            state,
+            image: r
+                .stored
+                .annotations
+                .get("skiff.io/image")
+                .cloned()
+                .unwrap_or_default(),
+            image_id: r
+                .stored
+                .annotations
+                .get("skiff.io/image-id")
+                .cloned()
+                .unwrap_or_default(),
+        });
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|a| a.attempt);
+    }
+    out
+}
+
+fn termination_log(dir: &Path, container: &str, attempt: u32) -> PathBuf {
+    dir.join(format!("{container}.{attempt}.termination-log"))
+}
+
+/// Makes sure the pod's sandbox runs and is wired; returns its namespaces to join.
+async fn ensure_sandbox(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    records: &[ContainerState],
+) -> Result<Vec<(LinuxNamespaceType, PathBuf)>, String> {
+    let uid = pod.uid().unwrap_or_default();
+    let runtime = shared.runtime.clone();
+    let id = naming::sandbox_id(&uid);
+    let existing = {
+        let runtime = runtime.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || runtime.sandbox(&id).ok())
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let sandbox = match existing {
+        Some(s) => s,
+        None => {
+            // A dead sandbox takes its containers with it: they restart in the new one.
+            let running: Vec<String> = records
+                .iter()
+                .filter(|r| r.status != ContainerStatus::Stopped)
+                .map(|r| r.id().to_string())
+                .collect();
+            let spec = pod.spec.clone().unwrap_or_default();
+            let mut labels = pod_labels(pod);
+            labels.insert(naming::LABEL_CONTAINER_KIND.into(), "sandbox".into());
+            let config = SandboxConfig {
+                hostname: Some(hostname(pod)),
+                cgroup_parent: format!("{}/pod{uid}", shared.config.cgroup_root),
+                resources: None,
+                share_pid: spec.share_process_namespace.unwrap_or(false),
+                sysctls: spec
+                    .security_context
+                    .as_ref()
+                    .and_then(|s| s.sysctls.as_ref())
+                    .map(|s| {
+                        s.iter()
+                            .map(|x| (x.name.clone(), x.value.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                labels,
+            };
+            let network = shared.network.read().await.clone();
+            let created = tokio::task::spawn_blocking(move || {
+                for r in &running {
+                    let _ = runtime.kill(r, Signal::SIGKILL, true);
+                }
+                if runtime.state(&id).is_ok() {
+                    let _ = runtime.remove_sandbox(&id);
+                }
+                if let Some(n) = &network {
+                    let _ = n.detach(&id);
+                }
+                runtime.create_sandbox(&id, &config)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("creating the pod sandbox: {e}"))?;
+            memory.pod_ip = None;
+            tracing::info!(pod = %key(pod), pid = created.pid, "sandbox started");
+            created
+        }
+    };
+    if memory.pod_ip.is_none()
+        && let Some(network) = shared.network.read().await.clone()
+    {
+        let id = naming::sandbox_id(&uid);
+        let netns = sandbox.netns.clone();
+        let iface = tokio::task::spawn_blocking(move || network.attach(&id, &netns))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("wiring the pod network: {e}"))?;
+        memory.pod_ip = Some(iface.ip);
+    }
+    write_pod_files(shared, pod, memory.pod_ip)
+        .map_err(|e| format!("writing the pod's files: {e}"))?;
+    Ok(sandbox
+        .namespaces
+        .iter()
+        .filter_map(|ns| ns.path().as_ref().map(|p| (ns.typ(), p.clone())))
+        .collect())
+}
+
+fn hostname(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| pod.name_any())
+        .chars()
+        .take(63)
+        .collect()
+}
+
+fn pod_labels(pod: &Pod) -> std::collections::BTreeMap<String, String> {
+    [
+        (
+            naming::LABEL_POD_NAMESPACE,
+            pod.namespace().unwrap_or_default(),
+        ),
+        (naming::LABEL_POD_NAME, pod.name_any()),
+        (naming::LABEL_POD_UID, pod.uid().unwrap_or_default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// /etc/hosts, /etc/resolv.conf and /etc/hostname for the pod's containers.
+fn write_pod_files(shared: &Shared, pod: &Pod, pod_ip: Option<Ipv4Addr>) -> std::io::Result<()> {
+    let dir = pod_dir(shared, &pod.uid().unwrap_or_default());
+    std::fs::create_dir_all(&dir)?;
+    let name = hostname(pod);
+    let mut hosts = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = pod_ip {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    for alias in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_aliases.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if hosts.contains("# Entries added by HostAliases.") {
+        } else {
+            hosts.push_str("\n# Entries added by HostAliases.\n");
+        }
+        hosts.push_str(&format!(
+            "{}\t{}\n",
+            alias.ip,
+            alias.hostnames.clone().unwrap_or_default().join("\t")
+        ));
+    }
+    std::fs::write(dir.join("etc-hosts"), hosts)?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = resolv_conf(shared, pod, &host_resolv);
+    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    std::fs::write(dir.join("hostname"), format!("{name}\n"))?;
+    Ok(())
+}
+
+fn resolv_conf(shared: &Shared, pod: &Pod, host: &str) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let ns = pod.namespace().unwrap_or_default();
+    let domain = &shared.config.cluster_domain;
+    let mut nameservers: Vec<String> = Vec::new();
+    let mut searches: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    let host_lines = |prefix: &str| -> Vec<String> {
+        host.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .flat_map(|rest| rest.split_whitespace().map(str::to_string))
+            .collect()
+    };
+    match policy {
+        "ClusterFirst" | "ClusterFirstWithHostNet" if !shared.config.cluster_dns.is_empty() => {
+            nameservers = shared
+                .config
+                .cluster_dns
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect();
+            searches = vec![
+                format!("{ns}.svc.{domain}"),
+                format!("svc.{domain}"),
+                domain.clone(),
+            ];
+            searches.extend(host_lines("search "));
+            options.push("ndots:5".into());
+        }
+        "None" => {}
+        _ => {
+            // Default (and ClusterFirst with no cluster DNS): the node's resolver.
+            nameservers = host_lines("nameserver ");
+            searches = host_lines("search ");
+            options = host_lines("options ");
+        }
+    }
+    if let Some(cfg) = &spec.dns_config {
+        nameservers.extend(cfg.nameservers.clone().unwrap_or_default());
+        searches.extend(cfg.searches.clone().unwrap_or_default());
+        for o in cfg.options.iter().flatten() {
+            let name = o.name.clone().unwrap_or_default();
+            options.retain(|x| x.split(':').next() != Some(name.as_str()));
+            options.push(match &o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    let mut out = String::new();
+    if !searches.is_empty() {
+        out.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for ns in nameservers.iter().take(3) {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// One sync of a running pod. Returns when to look again, if sooner than the sync period.
+async fn sync_pod(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    wake: &Arc<Notify>,
+) -> Result<Option<Duration>, String> {
+    let uid = pod.uid().unwrap_or_default();
+    let namespace = pod.namespace().unwrap_or_default();
+    let dir = pod_dir(shared, &uid);
+    let records = observe(shared, &uid).await;
+    watch_exits(shared, &records, memory, wake);
+
+    let mut waiting: HashMap<String, (String, String)> = HashMap::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let namespaces = match ensure_sandbox(shared, pod, memory, &records).await {
+        Ok(ns) => ns,
+        Err(message) => {
+            tracing::warn!(pod = %key(pod), %message, "sandbox");
+            let _ = write_status(shared, pod, memory, wake, false).await;
+            return Ok(Some(Duration::from_secs(2)));
+        }
+    };
+    let records = observe(shared, &uid).await;
+    let mut sources = Sources::new(shared.client.clone(), &namespace);
+    let volumes = match volumes::setup(pod, &dir, &mut sources).await {
+        Ok(v) => v,
+        Err(message) => {
+            tracing::warn!(pod = %key(pod), %message, "FailedMount");
+            write_observed(shared, pod, memory, &records, waiting, true).await;
+            return Ok(Some(Duration::from_secs(2)));
+        }
+    };
+    let attempts = attempts_of(&records, &dir);
+    let policy = status::restart_policy(pod).to_string();
+    let mut next: Option<Duration> = None;
+    let mut to_start: Vec<(Container, u32, bool)> = Vec::new();
+
+    // Init containers, one at a time, each to success.
+    let mut initialized = true;
+    for c in spec.init_containers.iter().flatten() {
+        match attempts.get(&c.name).and_then(|a| a.last()) {
+            None => {
+                to_start.push((c.clone(), 0, true));
+                initialized = false;
+                break;
+            }
+            Some(a) => match &a.state {
+                AttemptState::Running { .. } => {
+                    initialized = false;
+                    break;
+                }
+                AttemptState::Exited { exit, .. } if exit.code == 0 => {}
+                AttemptState::Exited { exit, .. } => {
+                    initialized = false;
+                    if policy != "Never" {
+                        match backoff_left(a.attempt, exit.finished_at) {
+                            Duration::ZERO => to_start.push((c.clone(), a.attempt + 1, true)),
+                            left => {
+                                waiting.insert(c.name.clone(), crash_loop(pod, &c.name, a.attempt));
+                                next = Some(next.map_or(left, |n: Duration| n.min(left)));
+                            }
+                        }
+                    }
+                    break;
+                }
+            },
+        }
+    }
+    if initialized {
+        for c in &spec.containers {
+            match attempts.get(&c.name).and_then(|a| a.last()) {
+                None => to_start.push((c.clone(), 0, false)),
+                Some(a) => {
+                    if let AttemptState::Exited { exit, .. } = &a.state {
+                        let restart =
+                            policy == "Always" || (policy == "OnFailure" && exit.code != 0);
+                        if restart {
+                            match backoff_left(a.attempt, exit.finished_at) {
+                                Duration::ZERO => to_start.push((c.clone(), a.attempt + 1, false)),
+                                left => {
+                                    waiting.insert(
+                                        c.name.clone(),
+                                        crash_loop(pod, &c.name, a.attempt),
+                                    );
+                                    next = Some(next.map_or(left, |n: Duration| n.min(left)));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    for (c, attempt, init) in to_start {
+        let started = start_container(
+            shared,
+            pod,
+            &c,
+            attempt,
+            init,
+            &namespaces,
+            &volumes,
+            &mut sources,
+            memory,
+        )
+        .await;
+        match started {
+            Ok(id) => {
+                memory.watched.insert(id.clone());
+                let runtime = shared.runtime.clone();
+                let wake = wake.clone();
+                tokio::spawn(async move {
+                    let _ = runtime.wait_async(&id).await;
+                    wake.notify_one();
+                });
+                prune_attempts(shared, &uid, &c.name, attempt).await;
+            }
+            Err((reason, message)) => {
+                tracing::info!(pod = %key(pod), container = %c.name, %reason, %message, "container not started");
+                waiting.insert(c.name.clone(), (reason, message));
+                next = Some(next.map_or(Duration::from_secs(2), |n| n.min(Duration::from_secs(2))));
+            }
+        }
+    }
+
+    let records = observe(shared, &uid).await;
+    let phase = write_observed(shared, pod, memory, &records, waiting, true).await;
+    if phase == "Succeeded" || phase == "Failed" {
+        // Done by itself: the sandbox goes; the status stays until the pod is deleted.
+        memory.finished = true;
+        stop_sandbox(shared, &uid).await;
+        tracing::info!(pod = %key(pod), phase, "pod finished");
+    }
+    Ok(next)
+}
+
+fn crash_loop(pod: &Pod, container: &str, restarts: u32) -> (String, String) {
+    let delay = restart_delay(restarts);
+    (
+        "CrashLoopBackOff".into(),
+        format!(
+            "back-off {} restarting failed container={container} pod={}_{}({})",
+            humantime(delay),
+            pod.name_any(),
+            pod.namespace().unwrap_or_default(),
+            pod.uid().unwrap_or_default()
+        ),
+    )
+}
+
+/// Go's duration formatting for whole seconds: 10s, 1m20s, 5m0s.
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn backoff_left(restarts: u32, finished: chrono::DateTime<Utc>) -> Duration {
+    let delay = restart_delay(restarts);
+    let elapsed = (Utc::now() - finished).to_std().unwrap_or(Duration::ZERO);
+    delay.saturating_sub(elapsed)
+}
+
+/// Waits for the exit of running containers no task waits for yet (after an agent restart).
+fn watch_exits(
+    shared: &Arc<Shared>,
+    records: &[ContainerState],
+    memory: &mut Memory,
+    wake: &Arc<Notify>,
+) {
+    for r in records {
+        if r.status == ContainerStatus::Running && memory.watched.insert(r.id().to_string()) {
+            let runtime = shared.runtime.clone();
+            let wake = wake.clone();
+            let id = r.id().to_string();
+            tokio::spawn(async move {
+                let _ = runtime.wait_async(&id).await;
+                wake.notify_one();
+            });
+        }
+    }
+}
+
+/// Keeps the current and the previous attempt of a container (for `logs --previous`).
+async fn prune_attempts(shared: &Arc<Shared>, uid: &str, container: &str, current: u32) {
+    if current < 2 {
+        return;
+    }
+    let records = observe(shared, uid).await;
+    let old: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let (_, name, attempt) = naming::parse_container_id(r.id())?;
+            (name == container && attempt + 1 < current && r.status == ContainerStatus::Stopped)
+                .then(|| r.id().to_string())
+        })
+        .collect();
+    let runtime = shared.runtime.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in old {
+            let _ = runtime.delete(&id, true);
+        }
+    })
+    .await;
+}
+
+/// Computes and writes the status from runtime records; returns the phase.
+async fn write_observed(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    records: &[ContainerState],
+    waiting: HashMap<String, (String, String)>,
+    sandbox_ready: bool,
+) -> String {
+    let uid = pod.uid().unwrap_or_default();
+    let observed = Observed {
+        attempts: attempts_of(records, &pod_dir(shared, &uid)),
+        waiting,
+        ready: HashMap::new(),
+        started: HashMap::new(),
+        sandbox_ready,
+        pod_ip: memory.pod_ip,
+        host_ip: Some(shared.node_ip),
+    };
+    let status = status::pod_status(pod, &observed);
+    let phase = status.phase.clone().unwrap_or_default();
+    patch_status(shared, pod, memory, &status).await;
+    phase
+}
+
+async fn write_status(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    _wake: &Arc<Notify>,
+    sandbox_ready: bool,
+) -> String {
+    let records = observe(shared, &pod.uid().unwrap_or_default()).await;
+    write_observed(shared, pod, memory, &records, HashMap::new(), sandbox_ready).await
+}
+
+async fn patch_status(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    status: &k8s_openapi::api::core::v1::PodStatus,
+) {
+    let value = serde_json::to_value(status).unwrap_or_default();
+    if memory.last_status.as_ref() == Some(&value) {
+        return;
+    }
+    let api: Api<Pod> =
+        Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"uid": pod.uid()}, "status": value});
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => memory.last_status = Some(value),
+        Err(e) => tracing::debug!(pod = %key(pod), error = %e, "status update failed"),
+    }
+}
+
+async fn pull_credentials(shared: &Arc<Shared>, pod: &Pod) -> Option<PathBuf> {
+    let secrets = pod.spec.as_ref()?.image_pull_secrets.clone()?;
+    let api: Api<Secret> =
+        Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
+    let mut auths = serde_json::Map::new();
+    for r in secrets {
+        let Ok(Some(secret)) = api.get_opt(&r.name).await else {
+            continue;
+        };
+        let data = secret.data.unwrap_or_default();
+        let config = data
+            .get(".dockerconfigjson")
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.0).ok())
+            .and_then(|v| v.get("auths").cloned())
+            .or_else(|| {
+                data.get(".dockercfg")
+                    .and_then(|b| serde_json::from_slice(&b.0).ok())
+            });
+        if let Some(serde_json::Value::Object(map)) = config {
+            auths.extend(map);
+        }
+    }
+    if auths.is_empty() {
+        return None;
+    }
+    let path = pod_dir(shared, &pod.uid().unwrap_or_default()).join("pull-credentials.json");
+    let body = serde_json::to_vec(&json!({"auths": auths})).ok()?;
+    std::fs::write(&path, body).ok()?;
+    Some(path)
+}
+
+/// The container's image per its pull policy, or (reason, message) for its waiting state.
+async fn ensure_image(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    c: &Container,
+    memory: &mut Memory,
+) -> Result<Image, (String, String)> {
+    let reference = c.image.clone().unwrap_or_default();
+    let normalized = skiff_runtime::image::normalize(&reference).map_err(|e| {
+        (
+            "InvalidImageName".to_string(),
+            format!("Failed to apply default image tag {reference:?}: {e}"),
+        )
+    })?;
+    let store = shared
+        .runtime
+        .images()
+        .map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?
+        .clone();
+    let present = {
+        let store = store.clone();
+        let normalized = normalized.clone();
+        tokio::task::spawn_blocking(move || store.get(&normalized).ok())
+            .await
+            .ok()
+            .flatten()
+    };
+    // The API server defaults the policy; this is its rule for objects that somehow lack it.
+    let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
+        let tagged = reference.rsplit('/').next().unwrap_or("").contains(':');
+        if reference.contains('@') || (tagged && !reference.ends_with(":latest")) {
+            "IfNotPresent".into()
+        } else {
+            "Always".into()
+        }
+    });
+    match (policy.as_str(), present) {
+        ("Never", None) => Err((
+            "ErrImageNeverPull".into(),
+            format!("Container image {reference:?} is not present with pull policy of Never"),
+        )),
+        ("Never" | "IfNotPresent", Some(image)) => Ok(image),
+        _ => {
+            if let Some((failures, at)) = memory.pull_failures.get(&c.name)
+                && at.elapsed() < restart_delay(*failures)
+            {
+                return Err((
+                    "ImagePullBackOff".into(),
+                    format!("Back-off pulling image {reference:?}"),
+                ));
+            }
+            let options = PullOptions {
+                insecure_registries: shared.config.insecure_registries.clone(),
+                credentials_file: pull_credentials(shared, pod).await,
+                platform: None,
+            };
+            tracing::info!(pod = %key(pod), image = %reference, "pulling image");
+            match store.pull(&normalized, &options, &|_| {}).await {
+                Ok(image) => {
+                    memory.pull_failures.remove(&c.name);
+                    Ok(image)
+                }
+                Err(e) => {
+                    let entry = memory
+                        .pull_failures
+                        .entry(c.name.clone())
+                        .or_insert((0, std::time::Instant::now()));
+                    entry.0 += 1;
+                    entry.1 = std::time::Instant::now();
+                    Err((
+                        "ErrImagePull".into(),
+                        format!("failed to pull and unpack image {reference:?}: {e}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_container(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    init: bool,
+    namespaces: &[(LinuxNamespaceType, PathBuf)],
+    volumes: &HashMap<String, PathBuf>,
+    sources: &mut Sources,
+    memory: &mut Memory,
+) -> Result<String, (String, String)> {
+    let uid = pod.uid().unwrap_or_default();
+    let namespace = pod.namespace().unwrap_or_default();
+    let image = ensure_image(shared, pod, c, memory).await?;
+    let config_error = |m: String| ("CreateContainerConfigError".to_string(), m);
+    let env = env::container_env(pod, c, sources, &shared.allocatable)
+        .await
+        .map_err(config_error)?;
+    let env_lines: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut expanded = c.clone();
+    expanded.command = c
+        .command
+        .as_ref()
+        .map(|v| v.iter().map(|s| env::expand(s, &lookup)).collect());
+    expanded.args = c
+        .args
+        .as_ref()
+        .map(|v| v.iter().map(|s| env::expand(s, &lookup)).collect());
+    // The service-account directory, unless the container mounts something there itself.
+    if volumes.contains_key(volumes::SERVICE_ACCOUNT_VOLUME)
+        && !c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path.trim_end_matches('/') == volumes::SERVICE_ACCOUNT_MOUNT)
+    {
+        expanded.volume_mounts.get_or_insert_with(Vec::new).push(
+            k8s_openapi::api::core::v1::VolumeMount {
+                name: volumes::SERVICE_ACCOUNT_VOLUME.into(),
+                mount_path: volumes::SERVICE_ACCOUNT_MOUNT.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        );
+    }
+
+    let id = naming::container_id(&uid, &c.name, attempt);
+    let dir = pod_dir(shared, &uid);
+    let term_log = termination_log(&dir, &c.name, attempt);
+    std::fs::write(&term_log, b"").map_err(|e| config_error(format!("termination log: {e}")))?;
+    let log_path = naming::container_log_path(
+        &shared.config.log_root(),
+        &namespace,
+        &pod.name_any(),
+        &uid,
+        &c.name,
+        attempt,
+    );
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| config_error(format!("log dir: {e}")))?;
+    }
+    let hosts = dir.join("etc-hosts");
+    let resolv = dir.join("resolv.conf");
+    let hostname_file = dir.join("hostname");
+    let host = hostname(pod);
+    let runtime = shared.runtime.clone();
+    let mut labels = pod_labels(pod);
+    labels.insert(naming::LABEL_CONTAINER_NAME.into(), c.name.clone());
+    labels.insert(naming::LABEL_CONTAINER_ATTEMPT.into(), attempt.to_string());
+    labels.insert(
+        naming::LABEL_CONTAINER_KIND.into(),
+        if init { "init" } else { "app" }.into(),
+    );
+    let cgroup_path = format!("{}/pod{uid}/{id}", shared.config.cgroup_root);
+    let pod_copy = pod.clone();
+    let namespaces = namespaces.to_vec();
+    let volumes = volumes.clone();
+    let image_ref = c.image.clone().unwrap_or_default();
+    let id_for_task = id.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<(), (String, String)> {
+        let id = id_for_task;
+        // A leftover of this very attempt (e.g. a crash between create and the status write).
+        if runtime.state(&id).is_ok() {
+            let _ = runtime.delete(&id, true);
+        }
+        let prepared = runtime
+            .prepare_image_rootfs(&id, &image)
+            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        let files = ContainerFiles {
+            rootfs: &prepared.rootfs,
+            namespaces,
+            volumes: &volumes,
+            etc_hosts: Some(&hosts),
+            resolv_conf: Some(&resolv),
+            hostname_file: Some(&hostname_file),
+            termination_log: Some(&term_log),
+            hostname: &host,
+            cgroup_path,
+        };
+        let spec = containers::build_spec(&pod_copy, &expanded, &image, &env_lines, &files)
+            .map_err(|m| {
+                let _ = skiff_runtime::image::remove_rootfs(&prepared.managed_dir);
+                ("CreateContainerConfigError".to_string(), m)
+            })?;
+        let mut options = CreateOptions::new(spec, "/");
+        options.stdio = StdioConfig::Log {
+            path: log_path,
+            max_size_bytes: LOG_MAX_BYTES,
+            max_files: LOG_MAX_FILES,
+        };
+        options.managed_dir = Some(prepared.managed_dir);
+        options.image_layers = prepared.image_layers;
+        options.labels = labels;
+        let mut annotations = options.spec.annotations().clone().unwrap_or_default();
+        annotations.insert("skiff.io/image".into(), image_ref.clone());
+        annotations.insert("skiff.io/image-id".into(), image_id(&image));
+        options.spec.set_annotations(Some(annotations));
+        runtime
+            .create_and_start(&id, options)
+            .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+    result?;
+    tracing::info!(pod = %key(pod), container = %c.name, attempt, "container started");
+    Ok(id)
+}
+
+/// The imageID a status shows: `repository@digest`.
+fn image_id(image: &Image) -> String {
+    let repo = image
+        .reference
+        .split('@')
+        .next()
+        .map(|r| match r.rfind(':') {
+            Some(i) if !r[i..].contains('/') => &r[..i],
+            _ => r,
+        })
+        .unwrap_or_default();
+    format!("{repo}@{}", image.digest)
+}
+
+/// Stops the pod: preStop hooks, SIGTERM, SIGKILL at the end of `grace` seconds, then the
+/// sandbox and the network. Containers' records stay for status and logs.
+async fn terminate(shared: &Arc<Shared>, uid: &str, pod: Option<&Pod>, grace: i64) {
+    let records = observe(shared, uid).await;
+    let running: Vec<ContainerState> = records
+        .into_iter()
+        .filter(|r| r.status != ContainerStatus::Stopped)
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
+    let mut stops = Vec::new();
+    for r in running {
+        let shared = shared.clone();
+        let container = naming::parse_container_id(r.id()).map(|(_, n, _)| n.to_string());
+        let spec = pod
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| {
+                s.containers
+                    .iter()
+                    .find(|c| Some(&c.name) == container.as_ref())
+            })
+            .cloned();
+        let id = r.id().to_string();
+        stops.push(tokio::spawn(async move {
+            stop_container(&shared, &id, spec.as_ref(), deadline).await;
+        }));
+    }
+    for s in stops {
+        let _ = s.await;
+    }
+    stop_sandbox(shared, uid).await;
+    if let Some(pod) = pod {
+        tracing::info!(pod = %key(pod), grace, "pod stopped");
+    }
+}
+
+async fn stop_container(
+    shared: &Arc<Shared>,
+    id: &str,
+    spec: Option<&Container>,
+    deadline: tokio::time::Instant,
+) {
+    let runtime = shared.runtime.clone();
+    if grace_left(deadline) > Duration::ZERO
+        && let Some(exec) = spec
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
+    {
+        let runtime = runtime.clone();
+        let id = id.to_string();
+        let hook = tokio::task::spawn_blocking(move || -> Option<()> {
+            let mut cmd = runtime
+                .exec(
+                    &id,
+                    skiff_runtime::container::ExecOptions {
+                        args: exec,
+                        ..Default::default()
+                    },
+                )
+                .ok()?;
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let _ = cmd.status();
+            Some(())
+        });
+        let _ = tokio::time::timeout(grace_left(deadline), hook).await;
+    }
+    if grace_left(deadline) > Duration::ZERO {
+        let _ = runtime.kill(id, Signal::SIGTERM, false);
+        let _ = tokio::time::timeout(grace_left(deadline), runtime.wait_async(id)).await;
+    }
+    let id = id.to_string();
+    let runtime2 = runtime.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if runtime2
+            .state(&id)
+            .is_ok_and(|s| s.status != ContainerStatus::Stopped)
+        {
+            let _ = runtime2.kill(&id, Signal::SIGKILL, true);
+            let _ = runtime2.wait_timeout(&id, Some(Duration::from_secs(10)));
+        }
+    })
+    .await;
+}
+
+fn grace_left(deadline: tokio::time::Instant) -> Duration {
+    deadline.saturating_duration_since(tokio::time::Instant::now())
+}
+
+/// Removes the pod's sandbox (pause process, pod cgroup) and releases its IP.
+async fn stop_sandbox(shared: &Arc<Shared>, uid: &str) {
+    let runtime = shared.runtime.clone();
+    let network = shared.network.read().await.clone();
+    let id = naming::sandbox_id(uid);
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(n) = &network
+            && let Err(e) = n.detach(&id)
+        {
+            tracing::warn!(sandbox = %id, error = %e, "releasing the pod network");
+        }
+        if runtime.state(&id).is_ok()
+            && let Err(e) = runtime.remove_sandbox(&id)
+        {
+            tracing::warn!(sandbox = %id, error = %e, "removing the sandbox");
+        }
+    })
+    .await;
+}
+
+/// Deletes the pod object once nothing of it runs (grace 0, only this uid). Returns when to
+/// look again if that failed.
+async fn delete_pod_object(shared: &Arc<Shared>, pod: &Pod) -> Option<Duration> {
+    let api: Api<Pod> =
+        Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&pod.name_any(), &params).await {
+        Ok(_) => None,
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => None,
+        Err(e) => {
+            tracing::warn!(pod = %key(pod), error = %e, "deleting the pod object");
+            Some(Duration::from_secs(2))
+        }
+    }
+}
+
+/// Forgets a pod for good: its containers, volumes, files and logs.
+async fn remove_pod_files(shared: &Arc<Shared>, uid: &str, pod: Option<&Pod>) {
+    let records = observe(shared, uid).await;
+    let runtime = shared.runtime.clone();
+    let dir = pod_dir(shared, uid);
+    let log_dir = pod.map(|p| {
+        naming::pod_log_dir(
+            &shared.config.log_root(),
+            &p.namespace().unwrap_or_default(),
+            &p.name_any(),
+            uid,
+        )
+    });
+    let _ = tokio::task::spawn_blocking(move || {
+        for r in records {
+            if let Err(e) = runtime.delete(r.id(), true) {
+                tracing::warn!(container = %r.id(), error = %e, "removing a container");
+            }
+        }
+        if let Err(e) = volumes::teardown(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing volumes");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(log_dir) = log_dir {
+            let _ = std::fs::remove_dir_all(log_dir);
+        }
+    })
+    .await;
+}
+
+/// After a restart: pods whose containers run here but that the API no longer has (deleted
+/// while the agent was down) are stopped and removed.
+async fn remove_orphans(shared: Arc<Shared>, known: HashSet<String>) {
+    let runtime = shared.runtime.clone();
+    let all = tokio::task::spawn_blocking(move || runtime.list().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    let mut orphans: HashMap<String, Option<(String, String)>> = HashMap::new();
+    for c in &all {
+        let Some(uid) = c.stored.labels.get(naming::LABEL_POD_UID) else {
+            continue;
+        };
+        if known.contains(uid) {
+            continue;
+        }
+        let names = c
+            .stored
+            .labels
+            .get(naming::LABEL_POD_NAMESPACE)
+            .cloned()
+            .zip(c.stored.labels.get(naming::LABEL_POD_NAME).cloned());
+        orphans.entry(uid.clone()).or_insert(names);
+    }
+    for (uid, names) in orphans {
+        tracing::info!(uid, "removing a pod deleted while the agent was away");
+        terminate(&shared, &uid, None, 0).await;
+        let pod = names.map(|(ns, name)| {
+            let mut p = Pod::default();
+            p.metadata.namespace = Some(ns);
+            p.metadata.name = Some(name);
+            p.metadata.uid = Some(uid.clone());
+            p
+        });
+        remove_pod_files(&shared, &uid, pod.as_ref()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_from_ten_seconds_to_five_minutes() {
+        let secs: Vec<u64> = (0..9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(secs, [0, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(restart_delay(60), MAX_BACKOFF);
+        assert_eq!(humantime(Duration::from_secs(10)), "10s");
+        assert_eq!(humantime(Duration::from_secs(80)), "1m20s");
+        assert_eq!(humantime(Duration::from_secs(300)), "5m0s");
+    }
+}
