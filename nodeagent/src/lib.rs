@@ -17,3 +17,56 @@ pub mod naming;
 pub mod network;
 pub mod proxy;
 pub mod server;
+
+use std::future::Future;
+
+/// Runs the node agent until `shutdown` resolves. Pods keep running after it returns.
+pub async fn run(
+    client: kube::Client,
+    config: kubelet::KubeletConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), kubelet::KubeletError> {
+    kubelet::run(client, config, shutdown).await
+}
+
+/// Removes everything the agent made on this node: every pod's containers and sandbox (with
+/// their mounts and cgroups), the pods' volumes, and the pod network.
+pub fn cleanup(config: &kubelet::KubeletConfig) -> Result<(), kubelet::KubeletError> {
+    let runtime = skiff_runtime::container::Runtime::new(config.runtime.clone());
+    let mut failures = Vec::new();
+    let containers = runtime.list().unwrap_or_default();
+    // Containers before sandboxes: a sandbox's removal takes the pod cgroup.
+    let (sandboxes, others): (Vec<_>, Vec<_>) = containers
+        .into_iter()
+        .filter(|c| c.stored.labels.contains_key(naming::LABEL_POD_UID))
+        .partition(|c| {
+            c.stored
+                .labels
+                .get(naming::LABEL_CONTAINER_KIND)
+                .map(String::as_str)
+                == Some("sandbox")
+        });
+    for c in others {
+        if let Err(e) = runtime.delete(c.id(), true) {
+            failures.push(format!("container {}: {e}", c.id()));
+        }
+    }
+    for s in sandboxes {
+        if let Err(e) = runtime.remove_sandbox(s.id()) {
+            failures.push(format!("sandbox {}: {e}", s.id()));
+        }
+    }
+    if let Ok(pods) = std::fs::read_dir(config.pods_dir()) {
+        for pod in pods.flatten() {
+            if let Err(e) = kubelet::volumes::teardown(&pod.path()) {
+                failures.push(format!("volumes of {}: {e}", pod.path().display()));
+            }
+            let _ = std::fs::remove_dir_all(pod.path());
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(kubelet::KubeletError::Other(failures.join("; ")))
+    }
+}

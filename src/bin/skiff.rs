@@ -34,6 +34,57 @@ enum Command {
     Scheduler(SchedulerArgs),
     /// Run the controller manager against an API server.
     ControllerManager(ControllerManagerArgs),
+    /// Run the node agent (kubelet, pod network, service proxy) for this machine.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The kubeconfig to reach the API server with.
+    #[arg(long, required_unless_present = "cleanup")]
+    kubeconfig: Option<PathBuf>,
+    /// The Node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's InternalIP (default: the source address of the default route).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// Pod directories, logs and the pod network's records.
+    #[arg(long, default_value = "/var/lib/skiff/agent")]
+    root_dir: PathBuf,
+    /// The runtime's container state (tmpfs: gone at reboot like the containers).
+    #[arg(long, default_value = "/run/skiff/runtime")]
+    runtime_state_dir: PathBuf,
+    /// The runtime's images and writable layers.
+    #[arg(long, default_value = "/var/lib/skiff/runtime")]
+    runtime_data_dir: PathBuf,
+    /// The cgroup all pods go under.
+    #[arg(long, default_value = "skiff")]
+    cgroup_root: String,
+    /// The port of the agent's logs/exec server.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// The cluster's pod range (each node's podCIDR is part of it).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The cluster's Service range.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Cluster DNS server addresses for ClusterFirst pods.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// `HOST:PORT` registries pulled from over plain HTTP.
+    #[arg(long, value_delimiter = ',')]
+    insecure_registry: Vec<String>,
+    /// Labels for the Node (`key=value`, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// Run pods without the pod network (loopback only): for testing the kubelet alone.
+    #[arg(long)]
+    no_pod_network: bool,
+    /// Remove every rule, route, interface and mount Skiff made on this node, then exit.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 #[derive(clap::Args)]
@@ -235,6 +286,9 @@ fn main() -> anyhow::Result<()> {
         Command::ControllerManager(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(controller_manager(args)),
+        Command::Agent(args) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(agent(args)),
     }
 }
 
@@ -420,6 +474,63 @@ async fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     skiff_controller::run(client, config)
         .await
         .context("controller manager stopped")
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => nix_hostname()?,
+    };
+    let mut config = skiff_nodeagent::kubelet::KubeletConfig::new(&node_name);
+    config.node_ip = args.node_ip;
+    config.root_dir = args.root_dir.clone();
+    config.runtime.state_dir = args.runtime_state_dir.clone();
+    config.runtime.data_dir = args.runtime_data_dir.clone();
+    config.cgroup_root = args.cgroup_root.clone();
+    config.port = args.port;
+    config.cluster_cidr = args.cluster_cidr.clone();
+    config.service_cidr = args.service_cidr.clone();
+    config.cluster_dns = args.cluster_dns.clone();
+    config.insecure_registries = args.insecure_registry.clone();
+    config.disable_pod_network = args.no_pod_network;
+    for label in &args.node_labels {
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--node-labels: {label:?} is not key=value"))?;
+        config.node_labels.insert(k.to_string(), v.to_string());
+    }
+    if args.cleanup {
+        return skiff_nodeagent::cleanup(&config).context("cleaning up the node");
+    }
+    let kubeconfig = args
+        .kubeconfig
+        .as_ref()
+        .context("--kubeconfig is required")?;
+    let client = kube_client(kubeconfig).await?;
+    skiff_nodeagent::run(client, config, shutdown_signal())
+        .await
+        .context("node agent stopped")
+}
+
+fn nix_hostname() -> anyhow::Result<String> {
+    let name =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
+    Ok(name.trim().to_lowercase())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 #[cfg(test)]
