@@ -256,3 +256,89 @@ fn cleanup_leaves_other_rules_alone() {
         Proxier::cleanup().expect("second cleanup");
     });
 }
+
+#[test]
+fn iptables_accepts_every_kind_of_rule() {
+    if !net::require() {
+        return;
+    }
+    in_netns(|| {
+        let _cleanup = CleanupGuard;
+        let mut services: Vec<Service> = [
+            json!({"name": "udp", "spec": {"clusterIP": "10.96.0.11",
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+            json!({"name": "sctp", "spec": {"clusterIP": "10.96.0.12",
+                "ports": [{"port": 9999, "protocol": "SCTP"}]}}),
+            json!({"name": "sticky", "spec": {"clusterIP": "10.96.0.13", "sessionAffinity": "ClientIP",
+                "ports": [{"port": 80}]}}),
+            json!({"name": "local", "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.14",
+                "externalTrafficPolicy": "Local", "internalTrafficPolicy": "Local",
+                "externalIPs": ["192.0.2.1"], "ports": [{"port": 80, "nodePort": 30001}]}}),
+            json!({"name": "empty", "spec": {"type": "NodePort", "clusterIP": "10.96.0.15",
+                "externalIPs": ["192.0.2.2"], "ports": [{"port": 80, "nodePort": 30002}]}}),
+        ]
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": v["name"]}, "spec": v["spec"]}))
+            .expect("service")
+        })
+        .collect();
+        services[3].status =
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}))
+                .expect("status");
+        let slices: Vec<EndpointSlice> = [
+            (
+                "udp",
+                json!([{"name": "dns", "port": 5353, "protocol": "UDP"}]),
+            ),
+            ("sctp", json!([{"port": 9999, "protocol": "SCTP"}])),
+            ("sticky", json!([{"port": 8080}])),
+            ("local", json!([{"port": 8080}])),
+        ]
+        .into_iter()
+        .map(|(name, ports)| {
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": format!("{name}-a"),
+                    "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",
+                "ports": ports,
+                "endpoints": [
+                    {"addresses": ["10.240.0.21"], "nodeName": "node-a"},
+                    {"addresses": ["10.240.0.22"], "nodeName": "node-b",
+                        "conditions": {"ready": false, "serving": true, "terminating": true}},
+                    {"addresses": ["10.240.0.23"], "nodeName": "node-b"},
+                ],
+            }))
+            .expect("slice")
+        })
+        .collect();
+        Proxier::apply(&config(), &services, &slices).expect("apply");
+        let nat = sh(&["iptables-save", "-t", "nat"]);
+        for chain in ["SKIFF-SVC-", "SKIFF-SVL-", "SKIFF-EXT-", "SKIFF-SEP-"] {
+            assert!(
+                nat.contains(&format!(":{chain}")),
+                "no {chain} chain:\n{nat}"
+            );
+        }
+        for rule in [
+            "-m recent --rcheck --seconds 10800 --reap",
+            "-p sctp",
+            "-p udp",
+            "--random-fully",
+        ] {
+            assert!(nat.contains(rule), "no {rule:?} in:\n{nat}");
+        }
+        let filter = sh(&["iptables-save", "-t", "filter"]);
+        assert_eq!(filter.matches("-j REJECT").count(), 3, "{filter}");
+
+        // Everything removed at once: the next sync deletes every per-Service chain.
+        Proxier::apply(&config(), &[], &[]).expect("apply nothing");
+        let nat = sh(&["iptables-save", "-t", "nat"]);
+        assert!(
+            !nat.contains("SKIFF-SVC-") && !nat.contains("SKIFF-SEP-"),
+            "{nat}"
+        );
+        assert!(nat.contains(":SKIFF-SERVICES"), "{nat}");
+    });
+}

@@ -87,9 +87,10 @@ impl ServicePort {
     }
 
     /// Whether some traffic goes to endpoints anywhere in the cluster (upstream's
-    /// `UsesClusterEndpoints`).
+    /// `UsesClusterEndpoints`): even with external traffic policy Local, pods and the node
+    /// itself reach a NodePort through every endpoint.
     pub fn uses_cluster_endpoints(&self) -> bool {
-        !self.internal_policy_local || (self.externally_accessible() && !self.external_policy_local)
+        !self.internal_policy_local || self.externally_accessible()
     }
 
     /// Whether some traffic goes only to this node's endpoints (upstream's `UsesLocalEndpoints`).

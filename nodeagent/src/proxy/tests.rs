@@ -39,7 +39,33 @@ fn ready(ip: &str) -> Value {
 }
 
 fn ruleset(services: &[Service], slices: &[EndpointSlice]) -> String {
-    build_ruleset(&config(), services, slices, &[])
+    let rules = build_ruleset(&config(), services, slices, &[]);
+    assert_jumps_declared(&rules);
+    rules
+}
+
+/// Every `-j SKIFF-…` target is declared in its table: iptables-restore refuses the whole
+/// input otherwise.
+fn assert_jumps_declared(rules: &str) {
+    for table in ["filter", "nat"] {
+        let chains = declared(rules, table);
+        let body = rules
+            .split(&format!("*{table}\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("COMMIT\n").next())
+            .unwrap_or_default();
+        for target in body
+            .lines()
+            .flat_map(|l| l.split(" -j ").skip(1))
+            .filter_map(|t| t.split_whitespace().next())
+            .filter(|t| t.starts_with("SKIFF-"))
+        {
+            assert!(
+                chains.iter().any(|c| c == target),
+                "{target} not declared in {table}:\n{rules}"
+            );
+        }
+    }
 }
 
 /// The rules (not declarations) of one table and chain, in order.
@@ -586,4 +612,26 @@ fn external_ips_and_load_balancer_ips_jump_to_the_external_chain() {
     let services = rules_of(&rules, "nat", "SKIFF-SERVICES");
     assert!(services.contains(&format!("-A SKIFF-SERVICES -m comment --comment \"ns1/lb external IP\" -m tcp -p tcp -d 192.0.2.7 --dport 443 -j {ext}")));
     assert!(services.contains(&format!("-A SKIFF-SERVICES -m comment --comment \"ns1/lb loadbalancer IP\" -m tcp -p tcp -d 198.51.100.9 --dport 443 -j {ext}")));
+}
+
+#[test]
+fn both_traffic_policies_local_still_short_circuit_through_the_cluster_chain() {
+    let svc = service(
+        "both",
+        json!({"type": "NodePort", "clusterIP": "172.30.0.52", "externalTrafficPolicy": "Local",
+            "internalTrafficPolicy": "Local", "ports": [{"port": 80, "nodePort": 30002}]}),
+    );
+    let mut there = ready("10.2.0.1");
+    there["nodeName"] = json!("node-b");
+    let eps = slice("both", "both-a", json!([{"port": 80}]), json!([there]));
+    // ruleset() checks every jump target is declared.
+    let rules = ruleset(&[svc], &[eps]);
+    let svc_chain = service_chain("ns1/both", "tcp");
+    assert!(declared(&rules, "nat").contains(&svc_chain));
+    assert_eq!(
+        rules_of(&rules, "filter", "SKIFF-SERVICES"),
+        [
+            "-A SKIFF-SERVICES -m comment --comment \"ns1/both has no local endpoints\" -m tcp -p tcp -d 172.30.0.52 --dport 80 -j DROP"
+        ]
+    );
 }
