@@ -1,0 +1,107 @@
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::ProxyError;
+
+/// An IPv4 network, `a.b.c.d/len` (the address is kept as its network address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    network: Ipv4Addr,
+    prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Result<Ipv4Cidr, ProxyError> {
+        if prefix_len > 32 {
+            return Err(ProxyError::InvalidCidr(format!("{addr}/{prefix_len}")));
+        }
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(prefix_len))
+            .unwrap_or(0);
+        Ok(Ipv4Cidr {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix_len,
+        })
+    }
+
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0);
+        u32::from(addr) & mask == u32::from(self.network)
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = ProxyError;
+
+    fn from_str(s: &str) -> Result<Ipv4Cidr, ProxyError> {
+        let invalid = || ProxyError::InvalidCidr(s.to_string());
+        let (addr, len) = s.split_once('/').ok_or_else(invalid)?;
+        Ipv4Cidr::new(
+            addr.parse().map_err(|_| invalid())?,
+            len.parse().map_err(|_| invalid())?,
+        )
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+/// How the proxy programs this node.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// This node's name: endpoints whose `nodeName` it is are local (traffic policy `Local`).
+    pub node_name: String,
+    /// The addresses NodePorts answer on (kube-proxy's `--nodeport-addresses`). Empty: every
+    /// local address (`-m addrtype --dst-type LOCAL`), as kube-proxy by default.
+    pub node_ips: Vec<Ipv4Addr>,
+    /// The pods' addresses. Traffic to a ClusterIP from outside it is masqueraded, and with
+    /// `externalTrafficPolicy: Local` pods still reach every endpoint. `None`: neither.
+    pub cluster_cidr: Option<Ipv4Cidr>,
+    /// NodePorts on 127.0.0.1 too (kube-proxy's `--iptables-localhost-nodeports`, its
+    /// default): sets `net.ipv4.conf.all.route_localnet=1` and drops martian localnet packets.
+    pub localhost_node_ports: bool,
+    /// Least time between two syncs, so a burst of changes is applied once.
+    pub min_sync_interval: Duration,
+    /// Longest time between two syncs, which repair rules someone else changed.
+    pub sync_period: Duration,
+}
+
+impl ProxyConfig {
+    /// kube-proxy's defaults: NodePorts on every local address including localhost, 1 s
+    /// between syncs at least and 30 s at most.
+    pub fn new(node_name: impl Into<String>) -> ProxyConfig {
+        ProxyConfig {
+            node_name: node_name.into(),
+            node_ips: Vec::new(),
+            cluster_cidr: None,
+            localhost_node_ports: true,
+            min_sync_interval: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_normalise_and_contain() {
+        let cidr: Ipv4Cidr = "10.244.1.7/16".parse().expect("cidr");
+        assert_eq!(cidr.to_string(), "10.244.0.0/16");
+        assert!(cidr.contains(Ipv4Addr::new(10, 244, 200, 1)));
+        assert!(!cidr.contains(Ipv4Addr::new(10, 245, 0, 1)));
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().expect("cidr");
+        assert!(all.contains(Ipv4Addr::new(192, 168, 1, 1)));
+        assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0/8".parse::<Ipv4Cidr>().is_err());
+    }
+}
