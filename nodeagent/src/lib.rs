@@ -20,13 +20,37 @@ pub mod server;
 
 use std::future::Future;
 
-/// Runs the node agent until `shutdown` resolves. Pods keep running after it returns.
+/// Runs the node agent — kubelet and Service proxy — until `shutdown` resolves. Pods keep
+/// running after it returns, and the proxy's rules stay in place.
 pub async fn run(
     client: kube::Client,
-    config: kubelet::KubeletConfig,
+    mut config: kubelet::KubeletConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), kubelet::KubeletError> {
-    kubelet::run(client, config, shutdown).await
+    let node_ip = config.node_ip.unwrap_or_else(kubelet::detect_node_ip);
+    config.node_ip = Some(node_ip);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut proxy_config = proxy::ProxyConfig::new(config.node_name.clone());
+    proxy_config.cluster_cidr = config.cluster_cidr.parse().ok();
+    let proxier = tokio::spawn(proxy::Proxier::run(
+        client.clone(),
+        proxy_config,
+        stopped(stop_rx.clone()),
+    ));
+    let kubelet = tokio::spawn(kubelet::run(client, config, stopped(stop_rx)));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    match proxier.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the service proxy stopped"),
+        Err(e) => tracing::warn!(error = %e, "the service proxy failed"),
+        Ok(Ok(())) => {}
+    }
+    kubelet
+        .await
+        .map_err(|e| kubelet::KubeletError::Other(format!("the kubelet failed: {e}")))?
 }
 
 /// Removes everything the agent made on this node: every pod's containers and sandbox (with
@@ -63,6 +87,9 @@ pub fn cleanup(config: &kubelet::KubeletConfig) -> Result<(), kubelet::KubeletEr
             }
             let _ = std::fs::remove_dir_all(pod.path());
         }
+    }
+    if let Err(e) = proxy::Proxier::cleanup() {
+        failures.push(format!("service proxy rules: {e}"));
     }
     if failures.is_empty() {
         Ok(())

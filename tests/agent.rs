@@ -1,0 +1,751 @@
+//! The node agent (`skiff agent`) as a kubelet: real pods run in real containers on a node
+//! that a real `skiff server` (scheduler and controllers included) schedules to.
+//!
+//! Every test's node is the test's own thread in a fresh network namespace (see
+//! `nodeagent/tests/support/net.rs`), so the server, the agent and everything they make
+//! live and die there; the node's address sits on a bridge of that namespace. The agent
+//! gets its own directories and cgroup root; on drop it is killed, `skiff agent --cleanup`
+//! removes its pods' containers, and the cgroup root is removed. Root only.
+
+#[path = "../nodeagent/tests/support/net.rs"]
+mod net;
+mod support;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use skiff_runtime::container::{ContainerStatus, Runtime, RuntimeConfig};
+use support::{Backend, Server};
+
+const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+const NODE: &str = "agent-node";
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 200, 2);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A one-node cluster in the calling thread's network namespace.
+struct Cluster {
+    agent: Option<Child>,
+    dir: tempfile::TempDir,
+    cgroup_root: String,
+    port: u16,
+    // Dropped last: the agent's cleanup needs nothing from it, but the pods' status does.
+    server: Server,
+}
+
+fn busybox_layout() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-oci");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fixtures/busybox-image.sh");
+        let status = Command::new("bash")
+            .arg(script)
+            .arg(&out)
+            .status()
+            .expect("run busybox-image.sh");
+        assert!(status.success(), "busybox-image.sh failed");
+        out
+    })
+    .clone()
+}
+
+impl Cluster {
+    /// Must run inside `net::in_netns`.
+    fn start() -> Cluster {
+        net::sh(&["ip", "link", "add", "node0", "type", "bridge"]);
+        net::sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{NODE_IP}/24"),
+            "dev",
+            "node0",
+        ]);
+        net::sh(&["ip", "link", "set", "node0", "up"]);
+        let server = Server::start(Backend::Embedded);
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-agent-test-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let cgroup_root = format!("skiff-test-agent-{}-{n}", std::process::id());
+        let runtime = Runtime::new(RuntimeConfig {
+            state_dir: dir.path().join("state"),
+            data_dir: dir.path().join("data"),
+            helper_binary: PathBuf::from(SKIFF),
+        });
+        runtime
+            .images()
+            .expect("image store")
+            .import(&busybox_layout())
+            .expect("import busybox");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut cluster = Cluster {
+            agent: None,
+            dir,
+            cgroup_root,
+            port,
+            server,
+        };
+        cluster.start_agent();
+        cluster
+    }
+
+    fn agent_args(&self) -> Vec<String> {
+        let d = self.dir.path();
+        vec![
+            "agent".into(),
+            "--node-name".into(),
+            NODE.into(),
+            "--root-dir".into(),
+            d.join("agent").display().to_string(),
+            "--runtime-state-dir".into(),
+            d.join("state").display().to_string(),
+            "--runtime-data-dir".into(),
+            d.join("data").display().to_string(),
+            "--cgroup-root".into(),
+            self.cgroup_root.clone(),
+            "--port".into(),
+            self.port.to_string(),
+            "--no-pod-network".into(),
+        ]
+    }
+
+    fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let child = Command::new(SKIFF)
+            .args(self.agent_args())
+            .arg("--kubeconfig")
+            .arg(&self.server.kubeconfig)
+            .arg("--node-ip")
+            .arg(NODE_IP.to_string())
+            .env("SKIFF_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff agent");
+        self.agent = Some(child);
+    }
+
+    /// SIGKILL: the agent gets no chance to tidy up.
+    fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn runtime(&self) -> Runtime {
+        Runtime::new(RuntimeConfig {
+            state_dir: self.dir.path().join("state"),
+            data_dir: self.dir.path().join("data"),
+            helper_binary: PathBuf::from(SKIFF),
+        })
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// The stdout/stderr lines of one attempt of a container, from its CRI log file.
+    fn log(&self, pod: &Pod, container: &str, attempt: u32) -> Vec<String> {
+        let path = self.dir.path().join("agent/logs").join(format!(
+            "{}_{}_{}/{container}/{attempt}.log",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any(),
+            pod.uid().unwrap_or_default()
+        ));
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect()
+    }
+
+    fn pod_dir(&self, pod: &Pod) -> PathBuf {
+        self.dir
+            .path()
+            .join("agent/pods")
+            .join(pod.uid().unwrap_or_default())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_agent();
+        let status = Command::new(SKIFF)
+            .args(self.agent_args())
+            .arg("--cleanup")
+            .env("SKIFF_LOG", "warn")
+            .stdin(Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("skiff agent --cleanup failed");
+        }
+        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
+            let mut dirs: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path().join(&self.cgroup_root))
+                .chain([Path::new(root).join(&self.cgroup_root)])
+                .filter(|p| p.is_dir())
+                .collect();
+            dirs.sort();
+            dirs.dedup();
+            for d in dirs {
+                remove_cgroup_tree(&d);
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- agent log ---\n{}", self.agent_log());
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn pod(name: &str, spec: Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))
+    .expect("pod")
+}
+
+fn busybox(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": "busybox", "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", script]})
+}
+
+async fn wait_pod(
+    api: &Api<Pod>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    f: impl Fn(&Pod) -> bool,
+) -> Pod {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(p) = api.get(name).await
+            && f(&p)
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {name}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn condition(p: &Pod, kind: &str) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+fn container_status(p: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
+}
+
+fn run(test: impl FnOnce(&mut Cluster, Client, tokio::runtime::Runtime) + Send + 'static) {
+    if !net::require() {
+        return;
+    }
+    net::in_netns(|| {
+        let mut cluster = Cluster::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = rt.block_on(cluster.server.client());
+        test(&mut cluster, client, rt);
+    });
+}
+
+#[test]
+fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let nodes: Api<Node> = Api::all(client.clone());
+            let node = support::wait_for("the node Ready", || async {
+                let n = nodes.get(NODE).await.ok()?;
+                let ready = n
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                ready.then_some(n)
+            })
+            .await;
+            let status = node.status.clone().expect("status");
+            let capacity = status.capacity.expect("capacity");
+            assert_eq!(capacity["pods"].0, "110");
+            assert!(
+                capacity.contains_key("cpu")
+                    && capacity.contains_key("memory")
+                    && capacity.contains_key("ephemeral-storage")
+            );
+            assert!(
+                status
+                    .allocatable
+                    .expect("allocatable")
+                    .contains_key("memory")
+            );
+            let addresses = status.addresses.expect("addresses");
+            assert!(
+                addresses
+                    .iter()
+                    .any(|a| a.type_ == "InternalIP" && a.address == NODE_IP.to_string())
+            );
+            assert!(
+                addresses
+                    .iter()
+                    .any(|a| a.type_ == "Hostname" && a.address == NODE)
+            );
+            let info = status.node_info.expect("nodeInfo");
+            assert!(info.container_runtime_version.starts_with("skiff://"));
+            assert!(!info.kernel_version.is_empty());
+            assert_eq!(info.operating_system, "linux");
+            let labels = node.labels();
+            assert_eq!(
+                labels.get("kubernetes.io/hostname").map(String::as_str),
+                Some(NODE)
+            );
+            assert_eq!(
+                labels.get("kubernetes.io/os").map(String::as_str),
+                Some("linux")
+            );
+            assert!(labels.contains_key("kubernetes.io/arch"));
+            assert_eq!(
+                status
+                    .daemon_endpoints
+                    .and_then(|d| d.kubelet_endpoint)
+                    .map(|e| e.port),
+                Some(i32::from(cluster.port))
+            );
+            let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+            let lease = leases.get(NODE).await.expect("the node's Lease");
+            assert_eq!(
+                lease.spec.and_then(|s| s.holder_identity).as_deref(),
+                Some(NODE)
+            );
+
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            let script = "trap 'echo bye; exit 0' TERM; echo hello; while true; do sleep 0.1; done";
+            pods.create(
+                &PostParams::default(),
+                &pod("web", json!({"containers": [busybox("c", script)]})),
+            )
+            .await
+            .expect("create pod");
+            let p = wait_pod(
+                &pods,
+                "web",
+                "Running and Ready",
+                Duration::from_secs(30),
+                |p| phase(p) == "Running" && condition(p, "Ready").as_deref() == Some("True"),
+            )
+            .await;
+            for kind in [
+                "PodScheduled",
+                "Initialized",
+                "ContainersReady",
+                "PodReadyToStartContainers",
+            ] {
+                assert_eq!(condition(&p, kind).as_deref(), Some("True"), "{kind}");
+            }
+            let st = p.status.clone().expect("status");
+            assert_eq!(st.host_ip.as_deref(), Some("192.168.200.2"));
+            assert!(st.start_time.is_some());
+            assert_eq!(st.qos_class.as_deref(), Some("BestEffort"));
+            let cs = container_status(&p, "c").expect("container status");
+            assert!(cs.ready);
+            assert_eq!(cs.started, Some(true));
+            assert_eq!(cs.restart_count, 0);
+            assert!(cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
+            assert!(
+                cs.container_id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with("skiff://"))
+            );
+            assert!(cs.image_id.contains("@sha256:"), "{}", cs.image_id);
+            support::wait_for("the greeting in the log", || async {
+                cluster
+                    .log(&p, "c", 0)
+                    .iter()
+                    .any(|l| l == "hello")
+                    .then_some(())
+            })
+            .await;
+
+            // A real kubectl delete (30 s grace): the container's TERM trap ends it at once.
+            let started = Instant::now();
+            let out = Command::new(support::kubectl_path())
+                .args([
+                    "--kubeconfig",
+                    &cluster.server.kubeconfig.display().to_string(),
+                    "delete",
+                    "pod",
+                    "web",
+                ])
+                .output()
+                .expect("kubectl delete");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("pod \"web\" deleted"));
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "delete took {:?}",
+                started.elapsed()
+            );
+            assert!(pods.get_opt("web").await.expect("get").is_none());
+            // The container ran its trap; its records and pod directory go.
+            let runtime = cluster.runtime();
+            support::wait_for("the pod's containers removed", || async {
+                let left = runtime
+                    .list()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c.stored.labels.get("io.kubernetes.pod.uid") == p.uid().as_ref())
+                    .count();
+                (left == 0 && !cluster.pod_dir(&p).exists()).then_some(())
+            })
+            .await;
+        });
+    });
+}
+
+#[test]
+fn a_crashing_container_backs_off_and_an_oom_kill_is_reported() {
+    run(|_cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            pods.create(&PostParams::default(), &pod("crash", json!({"containers": [busybox("c", "echo crashing; exit 3")]})))
+                .await
+                .expect("create");
+            let memory_hog = json!({"name": "hog", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                "command": ["tail", "/dev/zero"],
+                "resources": {"limits": {"memory": "16Mi"}}});
+            pods.create(&PostParams::default(), &pod("oom", json!({"restartPolicy": "Never", "containers": [memory_hog]})))
+                .await
+                .expect("create");
+            let p = wait_pod(&pods, "crash", "CrashLoopBackOff", Duration::from_secs(40), |p| {
+                container_status(p, "c")
+                    .and_then(|c| c.state?.waiting?.reason)
+                    .is_some_and(|r| r == "CrashLoopBackOff")
+            })
+            .await;
+            let cs = container_status(&p, "c").expect("status");
+            assert!(cs.restart_count >= 1, "restartCount {}", cs.restart_count);
+            let last = cs.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
+            assert_eq!(last.exit_code, 3);
+            assert_eq!(last.reason.as_deref(), Some("Error"));
+            let message = cs.state.and_then(|s| s.waiting).and_then(|w| w.message).unwrap_or_default();
+            assert!(message.starts_with("back-off 10s restarting failed container=c pod=crash_default("), "{message}");
+            assert_eq!(phase(&p), "Running");
+            assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+            // After the back-off the container runs again: the count goes up.
+            wait_pod(&pods, "crash", "a restart after the back-off", Duration::from_secs(30), |p| {
+                container_status(p, "c").is_some_and(|c| c.restart_count >= 2)
+            })
+            .await;
+
+            let p = wait_pod(&pods, "oom", "OOMKilled", Duration::from_secs(40), |p| phase(p) == "Failed").await;
+            let cs = container_status(&p, "hog").expect("status");
+            let t = cs.state.and_then(|s| s.terminated).expect("terminated");
+            assert_eq!(t.reason.as_deref(), Some("OOMKilled"));
+            assert_eq!(t.exit_code, 137);
+            assert_eq!(cs.restart_count, 0);
+        });
+    });
+}
+
+#[test]
+fn volumes_env_and_init_containers_are_set_up_in_order() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+            cms.create(&PostParams::default(), &serde_json::from_value(json!({
+                "metadata": {"name": "settings"}, "data": {"greeting": "hello from a configmap", "color": "blue"}})).expect("cm"))
+                .await
+                .expect("configmap");
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+            secrets.create(&PostParams::default(), &serde_json::from_value(json!({
+                "metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}})).expect("secret"))
+                .await
+                .expect("secret");
+            let mut app = busybox("app", "cat /work/order; cat /config/greeting; echo; cat /creds/password; echo; \
+                echo env=$COLOR/$POD_NAME/$NODE/$MEM_LIMIT/$COLOR_EXPANDED; cat /downward/labels; echo; \
+                cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; echo done; sleep 3600");
+            app["env"] = json!([
+                {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "MEM_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "COLOR_EXPANDED", "value": "dark-$(COLOR)"},
+            ]);
+            app["envFrom"] = json!([{"prefix": "CM_", "configMapRef": {"name": "settings"}}]);
+            app["resources"] = json!({"limits": {"memory": "64Mi"}});
+            app["volumeMounts"] = json!([
+                {"name": "work", "mountPath": "/work"},
+                {"name": "config", "mountPath": "/config"},
+                {"name": "creds", "mountPath": "/creds", "readOnly": true},
+                {"name": "downward", "mountPath": "/downward"},
+                {"name": "scratch", "mountPath": "/scratch"},
+            ]);
+            let mut first = busybox("first", "echo -n 1 > /work/order");
+            first["volumeMounts"] = json!([{"name": "work", "mountPath": "/work"}]);
+            let mut second = busybox("second", "sleep 1; echo -n 2 >> /work/order");
+            second["volumeMounts"] = json!([{"name": "work", "mountPath": "/work"}]);
+            let spec = json!({
+                "initContainers": [first, second],
+                "containers": [app],
+                "volumes": [
+                    {"name": "work", "emptyDir": {}},
+                    {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+                    {"name": "config", "configMap": {"name": "settings"}},
+                    {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 256}},
+                    {"name": "downward", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                ],
+            });
+            let mut p = pod("volumes", spec);
+            p.metadata.labels = Some([("tier".to_string(), "web".to_string())].into_iter().collect());
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            pods.create(&PostParams::default(), &p).await.expect("create");
+            let p = wait_pod(&pods, "volumes", "Running", Duration::from_secs(40), |p| phase(p) == "Running").await;
+            let init = p.status.as_ref().and_then(|s| s.init_container_statuses.clone()).expect("init statuses");
+            assert_eq!(init.len(), 2);
+            for s in &init {
+                let t = s.state.as_ref().and_then(|st| st.terminated.as_ref()).expect("init terminated");
+                assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")), "{}", s.name);
+            }
+            let lines = support::wait_for("the app's report", || async {
+                let lines = cluster.log(&p, "app", 0);
+                lines.iter().any(|l| l == "done").then_some(lines)
+            })
+            .await;
+            let expected = [
+                "12hello from a configmap",
+                "s3cret",
+                "env=blue/volumes/agent-node/64/dark-blue",
+                "tier=\"web\"",
+                "default",
+                "done",
+            ];
+            assert_eq!(lines, expected, "{lines:?}");
+            // The secret's mode and the configMap's update reach the volume.
+            let pod_dir = cluster.pod_dir(&p);
+            let secret_file = pod_dir.join("volumes/kubernetes.io~secret/creds/password");
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&secret_file).expect("secret file").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o400);
+            cms.patch("settings", &PatchParams::default(), &Patch::Merge(json!({"data": {"greeting": "updated"}})))
+                .await
+                .expect("patch configmap");
+            let greeting = pod_dir.join("volumes/kubernetes.io~configmap/config/greeting");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::fs::read_to_string(&greeting).unwrap_or_default() != "updated" {
+                assert!(Instant::now() < deadline, "the configmap update never reached the volume");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // A memory-medium emptyDir is a tmpfs of its size limit.
+            let scratch = pod_dir.join("volumes/kubernetes.io~empty-dir/scratch");
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+            let line = mounts
+                .lines()
+                .find(|l| l.split(' ').nth(4) == Some(scratch.to_str().expect("path")))
+                .expect("scratch is a mount");
+            assert!(line.contains(" - tmpfs ") && line.contains("size=8192k"), "{line}");
+            pods.delete("volumes", &DeleteParams { grace_period_seconds: Some(1), ..Default::default() })
+                .await
+                .expect("delete");
+            support::wait_for("the pod gone with its tmpfs", || async {
+                let gone = pods.get_opt("volumes").await.ok()?.is_none();
+                let mounted = std::fs::read_to_string("/proc/self/mountinfo").ok()?.contains(scratch.to_str()?);
+                (gone && !mounted).then_some(())
+            })
+            .await;
+        });
+    });
+}
+
+#[test]
+fn an_agent_restart_keeps_containers_running_and_cleans_up_pods_deleted_meanwhile() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            for name in ["stays", "goes"] {
+                pods.create(
+                    &PostParams::default(),
+                    &pod(name, json!({"containers": [busybox("c", "sleep 3600")]})),
+                )
+                .await
+                .expect("create");
+            }
+            let mut before = Vec::new();
+            for name in ["stays", "goes"] {
+                before.push(
+                    wait_pod(&pods, name, "Running", Duration::from_secs(30), |p| {
+                        phase(p) == "Running"
+                    })
+                    .await,
+                );
+            }
+            let runtime = cluster.runtime();
+            let container_of = |p: &Pod| {
+                let id = container_status(p, "c")
+                    .and_then(|c| c.container_id)
+                    .expect("container id");
+                id.trim_start_matches("skiff://").to_string()
+            };
+            let stays_id = container_of(&before[0]);
+            let goes_id = container_of(&before[1]);
+            let pid = runtime.state(&stays_id).expect("state").pid();
+
+            cluster.kill_agent();
+            assert!(
+                Path::new(&format!("/proc/{pid}")).exists(),
+                "the container died with the agent"
+            );
+            assert_eq!(
+                runtime.state(&stays_id).expect("state").status,
+                ContainerStatus::Running
+            );
+            // Deleted while the agent is away (no kubelet to wait for: grace 0).
+            pods.delete(
+                "goes",
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("force delete");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                runtime.state(&stays_id).expect("state").status,
+                ContainerStatus::Running
+            );
+
+            cluster.start_agent();
+            support::wait_for("the deleted pod's containers removed", || async {
+                runtime.state(&goes_id).is_err().then_some(())
+            })
+            .await;
+            // The survivor: same container, same process, no restart, still reported.
+            pods.patch_status(
+                "stays",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": []}})),
+            )
+            .await
+            .expect("clear conditions");
+            let p = wait_pod(
+                &pods,
+                "stays",
+                "reported again",
+                Duration::from_secs(30),
+                |p| condition(p, "Ready").as_deref() == Some("True"),
+            )
+            .await;
+            let cs = container_status(&p, "c").expect("status");
+            assert_eq!(container_of(&p), stays_id);
+            assert_eq!(cs.restart_count, 0);
+            assert_eq!(runtime.state(&stays_id).expect("state").pid(), pid);
+        });
+    });
+}
+
+#[test]
+fn run_to_completion_pods_end_succeeded_or_failed() {
+    run(|_cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            pods.create(&PostParams::default(), &pod("ok", json!({"restartPolicy": "Never", "containers": [busybox("c", "exit 0")]})))
+                .await
+                .expect("create");
+            pods.create(&PostParams::default(), &pod("retry", json!({"restartPolicy": "OnFailure",
+                "containers": [busybox("c", "if [ -f /tmp/once ]; then exit 0; fi; exit 1")]})))
+                .await
+                .expect("create");
+            pods.create(&PostParams::default(), &pod("bad", json!({"restartPolicy": "Never", "containers": [busybox("c", "exit 7")]})))
+                .await
+                .expect("create");
+            pods.create(&PostParams::default(), &pod("missing", json!({"containers": [
+                {"name": "c", "image": "registry.invalid/nothing:1", "imagePullPolicy": "Never"}]})))
+                .await
+                .expect("create");
+            let p = wait_pod(&pods, "ok", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
+            assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+            let p = wait_pod(&pods, "bad", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
+            let t = container_status(&p, "c").and_then(|c| c.state?.terminated).expect("terminated");
+            assert_eq!(t.exit_code, 7);
+            // OnFailure restarts a failing container (each attempt has a fresh filesystem, so
+            // this one keeps failing and backs off).
+            wait_pod(&pods, "retry", "restarted", Duration::from_secs(30), |p| {
+                container_status(p, "c").is_some_and(|c| c.restart_count >= 1)
+            })
+            .await;
+            let p = wait_pod(&pods, "missing", "ErrImageNeverPull", Duration::from_secs(30), |p| {
+                container_status(p, "c").and_then(|c| c.state?.waiting?.reason).as_deref() == Some("ErrImageNeverPull")
+            })
+            .await;
+            let message = container_status(&p, "c").and_then(|c| c.state?.waiting?.message).unwrap_or_default();
+            assert_eq!(message, "Container image \"registry.invalid/nothing:1\" is not present with pull policy of Never");
+            assert_eq!(phase(&p), "Pending");
+        });
+    });
+}
