@@ -184,11 +184,13 @@ impl Locked<'_> {
             &dir,
             &ip.to_string(),
             format!("{sandbox_id}\n{host_veth}\n").as_bytes(),
+            true,
         )?;
         write_atomically(
             &self.ipam.state_dir,
             LAST_RESERVED,
             ip.to_string().as_bytes(),
+            false,
         )?;
         Ok(record)
     }
@@ -207,9 +209,6 @@ impl Locked<'_> {
                 Err(e) => return Err(io_error(&path)(e)),
             }
         }
-        if !released.is_empty() {
-            sync_dir(&self.ipam.ips_dir())?;
-        }
         Ok(released)
     }
 
@@ -222,23 +221,26 @@ impl Locked<'_> {
     }
 }
 
-/// Writes `dir/name` so that it holds either its old content or all of `content`, durably:
-/// temp file, fsync, rename, directory fsync.
-fn write_atomically(dir: &Path, name: &str, content: &[u8]) -> Result<(), NetworkError> {
+/// Writes `dir/name` so that it holds either its old content or all of `content` (temp file,
+/// rename). With `durable`, the content reaches the disk before the rename, so after a power
+/// loss the file is whole or absent. The rename itself is not synced: records must outlive the
+/// agent (the page cache does), and a lost machine loses its pods' namespaces with it, so an
+/// allocation forgotten by a power loss belonged to an interface that is gone too.
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    content: &[u8],
+    durable: bool,
+) -> Result<(), NetworkError> {
     let temp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
     let mut file = File::create(&temp).map_err(io_error(&temp))?;
     file.write_all(content).map_err(io_error(&temp))?;
-    file.sync_all().map_err(io_error(&temp))?;
+    if durable {
+        file.sync_data().map_err(io_error(&temp))?;
+    }
     drop(file);
-    fs::rename(&temp, &target).map_err(io_error(&target))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), NetworkError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
+    fs::rename(&temp, &target).map_err(io_error(&target))
 }
 
 #[cfg(test)]

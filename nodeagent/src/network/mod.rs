@@ -335,6 +335,7 @@ impl PodNetwork {
     /// the address is released and the veth removed again.
     pub fn attach(&self, sandbox_id: &str, netns: &Path) -> Result<PodInterface, NetworkError> {
         check_sandbox_id(sandbox_id)?;
+        let started = std::time::Instant::now();
         let host_veth = host_veth_name(sandbox_id);
         let (record, fresh) = {
             let locked = self.ipam.lock()?;
@@ -351,7 +352,7 @@ impl PodNetwork {
         };
         match self.wire(&interface, netns, fresh) {
             Ok(()) => {
-                tracing::debug!(sandbox_id, ip = %interface.ip, host_veth = %interface.host_veth, "sandbox attached");
+                tracing::debug!(sandbox_id, ip = %interface.ip, host_veth = %interface.host_veth, fresh, elapsed = ?started.elapsed(), "sandbox attached");
                 Ok(interface)
             }
             Err(error) => {
@@ -431,10 +432,11 @@ impl PodNetwork {
         let locked = self.ipam.lock()?;
         let record = locked.find(sandbox_id)?;
         let mut veths = vec![host_veth_name(sandbox_id)];
-        if let Some(record) = &record {
-            if !record.host_veth.is_empty() && !veths.contains(&record.host_veth) {
-                veths.push(record.host_veth.clone());
-            }
+        if let Some(record) = &record
+            && !record.host_veth.is_empty()
+            && !veths.contains(&record.host_veth)
+        {
+            veths.push(record.host_veth.clone());
         }
         for veth in veths {
             delete_link(&veth)?;
