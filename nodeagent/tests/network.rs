@@ -350,13 +350,36 @@ fn pods_on_the_bridge_reach_each_other_the_node_and_the_outside() {
             &["ping", "-c", "1", "-W", "2", &ib.ip.to_string()],
         );
         assert!(from_node.status.success(), "the node cannot reach pod b");
+        // Pod to pod keeps its source address (the bridge hands its packets to iptables too).
+        assert!(nat_packets("RETURN") > 0);
+        assert_eq!(
+            nat_packets("MASQUERADE"),
+            0,
+            "traffic inside the cluster was masqueraded"
+        );
         // The outside host has no route to the pod network: only a masqueraded ping comes back.
         assert!(
             a.ping(Ipv4Addr::new(192, 168, 50, 2)),
             "pod a's traffic leaving the cluster is not masqueraded"
         );
+        assert_eq!(nat_packets("MASQUERADE"), 1);
         drop(outside);
     });
+}
+
+/// Packets counted by the rule with this target in the pod network's nat chain.
+fn nat_packets(target: &str) -> u64 {
+    let out = run(
+        "iptables",
+        &["-w", "-t", "nat", "-L", NAT_CHAIN, "-v", "-x", "-n"],
+    );
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    listing
+        .lines()
+        .find(|line| line.split_whitespace().nth(2) == Some(target))
+        .and_then(|line| line.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {target} rule in {listing}"))
 }
 
 #[test]

@@ -23,6 +23,14 @@
 //! happens in the network namespace of the thread that calls — the host's for the agent, a
 //! test's own namespace in tests. The pod side of [`PodNetwork::attach`] runs on a short-lived
 //! thread that has entered the sandbox's namespace (`setns`), so no `nsenter` is needed.
+//!
+//! Using it: `PodNetwork::new(config)` once, `ensure_node()` at start (and whenever the node may
+//! have been tampered with), `sync_peer_routes()` whenever the Nodes' podCIDRs/InternalIPs
+//! change, `attach()` after a sandbox is created and `detach()` before it is deleted (a
+//! sandbox's attach and detach must not race each other; different sandboxes may be handled
+//! from any number of threads). After a restart, `allocations()` lists what is recorded, and
+//! the caller detaches the sandboxes that no longer exist. [`dns`] builds the pod's
+//! `/etc/hosts` and `/etc/resolv.conf`.
 
 mod cidr;
 mod cmd;
