@@ -1,0 +1,318 @@
+//! Pod IP allocation recorded on disk, the way CNI's host-local plugin does it: one file per
+//! allocated address (`<state dir>/ips/<ip>`, holding the sandbox id and its host veth), written
+//! atomically under an exclusive lock before the address is put on an interface. The directory
+//! is the only truth, so an address is never handed out twice — across threads, processes and
+//! crashes — and a restarted agent finds every allocation again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::NetworkError;
+use super::cidr::Ipv4Cidr;
+
+const IPS_DIR: &str = "ips";
+const LOCK_FILE: &str = "lock";
+/// Where the last allocation is remembered, so the next search starts after it and a released
+/// address is not reused at once (a stale ARP or conntrack entry elsewhere could still point at it).
+const LAST_RESERVED: &str = "last_reserved_ip";
+
+pub(super) struct Ipam {
+    state_dir: PathBuf,
+    range: Ipv4Cidr,
+}
+
+/// One allocation: the sandbox holding the address and the host end of its veth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Record {
+    pub ip: Ipv4Addr,
+    pub sandbox_id: String,
+    pub host_veth: String,
+}
+
+/// Holds the IPAM lock; allocation state may only be read or changed through it.
+pub(super) struct Locked<'a> {
+    ipam: &'a Ipam,
+    _lock: Flock<File>,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> NetworkError + '_ {
+    move |source| NetworkError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Ipam {
+    pub(super) fn new(state_dir: &Path, range: Ipv4Cidr) -> Ipam {
+        Ipam {
+            state_dir: state_dir.to_path_buf(),
+            range,
+        }
+    }
+
+    fn ips_dir(&self) -> PathBuf {
+        self.state_dir.join(IPS_DIR)
+    }
+
+    /// Takes the lock (blocking). Every thread and process opens the lock file anew, and
+    /// `flock` locks conflict between open file descriptions, so this excludes both.
+    pub(super) fn lock(&self) -> Result<Locked<'_>, NetworkError> {
+        let ips = self.ips_dir();
+        fs::create_dir_all(&ips).map_err(io_error(&ips))?;
+        let path = self.state_dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| NetworkError::Io {
+                path: path.clone(),
+                source: io::Error::from(errno),
+            })?;
+        Ok(Locked {
+            ipam: self,
+            _lock: lock,
+        })
+    }
+
+    /// Removes everything the allocator keeps, then the state directory if nothing else is in it.
+    pub(super) fn remove_state(state_dir: &Path) -> Result<(), NetworkError> {
+        let ips = state_dir.join(IPS_DIR);
+        match fs::remove_dir_all(&ips) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&ips)(e)),
+        }
+        for name in [LOCK_FILE, LAST_RESERVED] {
+            let path = state_dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+        }
+        // Only when empty: the directory may be shared with other state.
+        let _ = fs::remove_dir(state_dir);
+        Ok(())
+    }
+}
+
+impl Locked<'_> {
+    /// Every allocation on disk, in address order.
+    pub(super) fn records(&self) -> Result<Vec<Record>, NetworkError> {
+        let dir = self.ipam.ips_dir();
+        let mut records = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
+            let entry = entry.map_err(io_error(&dir))?;
+            // Temp files of interrupted writes and anything else are not allocations.
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let text = fs::read_to_string(&path).map_err(io_error(&path))?;
+            let mut lines = text.lines();
+            let sandbox_id = lines.next().unwrap_or_default().trim().to_string();
+            let host_veth = lines.next().unwrap_or_default().trim().to_string();
+            records.push(Record {
+                ip,
+                sandbox_id,
+                host_veth,
+            });
+        }
+        records.sort_by_key(|record| record.ip);
+        Ok(records)
+    }
+
+    pub(super) fn find(&self, sandbox_id: &str) -> Result<Option<Record>, NetworkError> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .find(|record| record.sandbox_id == sandbox_id))
+    }
+
+    /// Records a free address for the sandbox and returns it. Addresses 0 (network) and 1
+    /// (gateway) and the broadcast address are never given out.
+    pub(super) fn allocate(
+        &self,
+        sandbox_id: &str,
+        host_veth: &str,
+    ) -> Result<Record, NetworkError> {
+        let range = self.ipam.range;
+        let taken: std::collections::HashSet<Ipv4Addr> = self
+            .records()?
+            .into_iter()
+            .map(|record| record.ip)
+            .collect();
+        let first = 2u64;
+        let last = range.size().saturating_sub(2);
+        let usable = last.saturating_sub(first) + 1;
+        let start = self
+            .last_reserved()
+            .and_then(|ip| range.offset_of(ip))
+            .filter(|offset| (first..=last).contains(offset))
+            .map_or(
+                first,
+                |offset| if offset == last { first } else { offset + 1 },
+            );
+        let candidate = (0..usable)
+            .map(|step| first + (start - first + step) % usable)
+            .filter_map(|offset| range.nth(offset))
+            .find(|ip| !taken.contains(ip));
+        let Some(ip) = candidate else {
+            return Err(NetworkError::Exhausted {
+                pod_cidr: range,
+                allocated: taken.len(),
+            });
+        };
+        let record = Record {
+            ip,
+            sandbox_id: sandbox_id.to_string(),
+            host_veth: host_veth.to_string(),
+        };
+        let dir = self.ipam.ips_dir();
+        write_atomically(
+            &dir,
+            &ip.to_string(),
+            format!("{sandbox_id}\n{host_veth}\n").as_bytes(),
+            true,
+        )?;
+        write_atomically(
+            &self.ipam.state_dir,
+            LAST_RESERVED,
+            ip.to_string().as_bytes(),
+            false,
+        )?;
+        Ok(record)
+    }
+
+    /// Forgets the sandbox's allocations (there is at most one, unless a crash interleaved).
+    pub(super) fn release(&self, sandbox_id: &str) -> Result<Vec<Ipv4Addr>, NetworkError> {
+        let mut released = Vec::new();
+        for record in self.records()? {
+            if record.sandbox_id != sandbox_id {
+                continue;
+            }
+            let path = self.ipam.ips_dir().join(record.ip.to_string());
+            match fs::remove_file(&path) {
+                Ok(()) => released.push(record.ip),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+        }
+        Ok(released)
+    }
+
+    fn last_reserved(&self) -> Option<Ipv4Addr> {
+        fs::read_to_string(self.ipam.state_dir.join(LAST_RESERVED))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Writes `dir/name` so that it holds either its old content or all of `content` (temp file,
+/// rename). With `durable`, the content reaches the disk before the rename, so after a power
+/// loss the file is whole or absent. The rename itself is not synced: records must outlive the
+/// agent (the page cache does), and a lost machine loses its pods' namespaces with it, so an
+/// allocation forgotten by a power loss belonged to an interface that is gone too.
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    content: &[u8],
+    durable: bool,
+) -> Result<(), NetworkError> {
+    let temp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(name);
+    let mut file = File::create(&temp).map_err(io_error(&temp))?;
+    file.write_all(content).map_err(io_error(&temp))?;
+    if durable {
+        file.sync_data().map_err(io_error(&temp))?;
+    }
+    drop(file);
+    fs::rename(&temp, &target).map_err(io_error(&target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Ipv4Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allocates_round_robin_and_skips_reserved_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(dir.path(), cidr("10.9.0.0/29"));
+        let locked = ipam.lock().unwrap();
+        let ips: Vec<String> = (0..5)
+            .map(|i| {
+                locked
+                    .allocate(&format!("s{i}"), "v")
+                    .unwrap()
+                    .ip
+                    .to_string()
+            })
+            .collect();
+        // .0 network, .1 gateway, .7 broadcast are never given out.
+        assert_eq!(
+            ips,
+            ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"]
+        );
+        let err = locked.allocate("s5", "v").unwrap_err();
+        assert!(
+            matches!(err, NetworkError::Exhausted { allocated: 5, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "no free address left in the pod CIDR 10.9.0.0/29 (5 in use)"
+        );
+        // A released address is reused only after the others: the search goes on from the last.
+        assert_eq!(
+            locked.release("s1").unwrap(),
+            vec!["10.9.0.3".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!(
+            locked.allocate("s6", "v").unwrap().ip.to_string(),
+            "10.9.0.3"
+        );
+        assert!(locked.release("nobody").unwrap().is_empty());
+        let found = locked.find("s4").unwrap().unwrap();
+        assert_eq!(
+            (found.ip.to_string(), found.host_veth.as_str()),
+            ("10.9.0.6".into(), "v")
+        );
+        drop(locked);
+        // A new allocator over the same directory (a restarted agent) sees the same records.
+        let again = Ipam::new(dir.path(), cidr("10.9.0.0/29"));
+        assert_eq!(again.lock().unwrap().records().unwrap().len(), 5);
+        Ipam::remove_state(dir.path()).unwrap();
+        assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn the_search_resumes_after_the_last_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(dir.path(), cidr("10.9.0.0/24"));
+        let locked = ipam.lock().unwrap();
+        let a = locked.allocate("a", "v").unwrap().ip;
+        locked.release("a").unwrap();
+        let b = locked.allocate("b", "v").unwrap().ip;
+        assert_eq!(
+            (a.to_string(), b.to_string()),
+            ("10.9.0.2".into(), "10.9.0.3".into())
+        );
+    }
+}
