@@ -408,7 +408,13 @@ async fn collect(
                     other => panic!("unexpected channel {other}"),
                 }
             }
-            Some(Ok(Message::Close(_))) | None => return session,
+            Some(Ok(Message::Close(frame))) => {
+                // kubectl takes anything but a normal closure for a broken stream.
+                let code = frame.map(|f| u16::from(f.code));
+                assert_eq!(code, Some(1000), "the server closes normally");
+                return session;
+            }
+            None => panic!("the connection ended without a close frame"),
             Some(Ok(_)) => {}
             Some(Err(e)) => panic!("exec socket failed: {e}"),
         }

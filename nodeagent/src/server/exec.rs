@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::ws::{
-    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code,
+    rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::response::Response;
@@ -282,6 +283,12 @@ impl Session {
                     return;
                 }
             }
+            // A close frame without a code reads as an error to kubectl (1005 "no status").
+            let normal = CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            };
+            let _ = sink.send(Message::Close(Some(normal))).await;
             let _ = sink.close().await;
         });
         let status = match self.execute(source, &out_tx).await {
