@@ -58,6 +58,14 @@ fn sub_kind(r: &Resource, sub: Subresource) -> (Value, &'static [&'static str]) 
             json!({"group": "", "version": "v1", "kind": "Namespace"}),
             &["update"],
         ),
+        Subresource::Log => (
+            json!({"group": "", "version": "v1", "kind": "Pod"}),
+            &["get"],
+        ),
+        Subresource::Exec => (
+            json!({"group": "", "version": "v1", "kind": "PodExecOptions"}),
+            &["create", "get"],
+        ),
     }
 }
 

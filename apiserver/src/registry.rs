@@ -18,6 +18,10 @@ pub enum Subresource {
     Binding,
     /// Namespaces only: the namespace controller clears `spec.finalizers` through it.
     Finalize,
+    /// Pods only: a container's log, streamed from the agent of the pod's node.
+    Log,
+    /// Pods only: a process in a container, its streams proxied to the agent (an upgrade).
+    Exec,
 }
 
 impl Subresource {
@@ -27,6 +31,8 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
         }
     }
 }
@@ -222,7 +228,12 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Subresource::Status, Subresource::Binding],
+        subresources: &[
+            Subresource::Status,
+            Subresource::Binding,
+            Subresource::Exec,
+            Subresource::Log,
+        ],
         tracks_generation: true,
         decode: decode_as::<core::v1::Pod>,
         decode_json: decode_json_as::<core::v1::Pod>,

@@ -137,6 +137,10 @@ pub fn parse(method: &Method, path: &str, query: &HashMap<String, String>) -> Ap
     };
     let is_watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = match (method.as_str(), name.is_some()) {
+        // Running a process is creating something, over a WebSocket (GET) or SPDY (POST)
+        // alike: authorized as `create`, as upstream does since 1.30.
+        ("GET" | "POST", true) if subresource == Some(Subresource::Exec) => Verb::Create,
+        ("GET", true) if subresource == Some(Subresource::Log) => Verb::Get,
         ("GET", true) if is_watch => Verb::Watch,
         ("GET", true) => Verb::Get,
         ("GET", false) if is_watch => Verb::Watch,
@@ -163,6 +167,8 @@ pub fn parse(method: &Method, path: &str, query: &HashMap<String, String>) -> Ap
     }
     if (subresource == Some(Subresource::Binding) && verb != Verb::Create)
         || (subresource == Some(Subresource::Finalize) && verb != Verb::Update)
+        || (subresource == Some(Subresource::Log) && verb != Verb::Get)
+        || (subresource == Some(Subresource::Exec) && verb != Verb::Create)
     {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {path})",

@@ -23,7 +23,7 @@ use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::ObjectStore;
 use crate::openapi::OpenApi;
-use crate::registry::RESOURCES;
+use crate::registry::{RESOURCES, Subresource};
 use crate::request::{self, Target};
 use crate::watch::WatchCache;
 
@@ -267,12 +267,23 @@ fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
 }
 
 async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
-    let method = req.method().clone();
-    let uri = req.uri().clone();
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let uri = parts.uri.clone();
     let path = uri.path().to_string();
     let query = parse_query(&uri);
-    let headers = req.headers().clone();
-    let result = route(&server, &method, &path, &query, &headers, req.into_body()).await;
+    let headers = parts.headers.clone();
+    // Present when the connection can switch protocols (pods/exec); `None` in process.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let incoming = Incoming {
+        method: &method,
+        path: &path,
+        raw_query: uri.query(),
+        query: &query,
+        headers: &headers,
+        upgrade,
+    };
+    let result = route(&server, incoming, body).await;
     match result {
         Ok(r) => r,
         Err(e) => {
@@ -282,14 +293,25 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Respons
     }
 }
 
-async fn route(
-    server: &Arc<ApiServer>,
-    method: &Method,
-    path: &str,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+/// A request's head, as routing reads it.
+struct Incoming<'a> {
+    method: &'a Method,
+    path: &'a str,
+    raw_query: Option<&'a str>,
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+async fn route(server: &Arc<ApiServer>, incoming: Incoming<'_>, body: Body) -> ApiResult<Response> {
+    let Incoming {
+        method,
+        path,
+        raw_query,
+        query,
+        headers,
+        upgrade,
+    } = incoming;
     match path {
         "/healthz" | "/livez" => return Ok((StatusCode::OK, "ok").into_response()),
         "/readyz" => {
@@ -356,6 +378,15 @@ async fn route(
         Target::Discovery(d) => Ok(discovery_response(server, d, &accept, method)?),
         Target::Resource(req) => {
             server.authorize(headers, &req)?;
+            match req.subresource {
+                Some(Subresource::Log) => return server.pod_log(&req, query).await,
+                Some(Subresource::Exec) => {
+                    return server
+                        .pod_exec(&req, method, raw_query, query, headers, upgrade)
+                        .await;
+                }
+                _ => {}
+            }
             let bytes = read_body(body).await?;
             server.handle(req, query, headers, &accept, bytes).await
         }

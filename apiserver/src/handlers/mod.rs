@@ -1,11 +1,12 @@
 //! Resource handlers: get, list, watch, create, update, patch, delete, deletecollection and
-//! the status, scale and binding subresources, with upstream's metadata semantics.
+//! the status, scale and binding subresources (pods' log and exec: `streaming`), with upstream's metadata semantics.
 //!
 //! This module holds the dispatch (`ApiServer::handle`), request context and rendering
 //! (objects, Tables, metadata-only); `read`, `write`, `delete` and `watch` hold the verbs.
 
 mod delete;
 mod read;
+mod streaming;
 mod watch;
 mod write;
 

@@ -175,6 +175,95 @@ const DELETE_COLLECTION_PARAMS: &[Param] = &[
     TIMEOUT_SECONDS,
 ];
 
+// pods/log and pods/exec, with upstream's parameter descriptions.
+const LOG_PARAMS: &[Param] = &[
+    query(
+        "container",
+        "string",
+        "The container for which to stream logs. Defaults to only container if there is one container in the pod.",
+    ),
+    query(
+        "follow",
+        "boolean",
+        "Follow the log stream of the pod. Defaults to false.",
+    ),
+    query(
+        "insecureSkipTLSVerifyBackend",
+        "boolean",
+        "insecureSkipTLSVerifyBackend indicates that the apiserver should not confirm the validity of the serving certificate of the backend it is connecting to.  This will make the HTTPS connection between the apiserver and the backend insecure. This means the apiserver cannot verify the log data it is receiving came from the real kubelet.  If the kubelet is configured to verify the apiserver's TLS credentials, it does not mean the connection to the real kubelet is vulnerable to a man in the middle attack (e.g. an attacker could not intercept the actual log data coming from the real kubelet).",
+    ),
+    query(
+        "limitBytes",
+        "integer",
+        "If set, the number of bytes to read from the server before terminating the log output. This may not display a complete final line of logging, and may return slightly more or slightly less than the specified limit.",
+    ),
+    query(
+        "previous",
+        "boolean",
+        "Return previous terminated container logs. Defaults to false.",
+    ),
+    query(
+        "sinceSeconds",
+        "integer",
+        "A relative time in seconds before the current time from which to show logs. If this value precedes the time a pod was started, only logs since the pod start will be returned. If this value is in the future, no logs will be returned. Only one of sinceSeconds or sinceTime may be specified.",
+    ),
+    query(
+        "stream",
+        "string",
+        "Specify which container log stream to return to the client. Acceptable values are \"All\", \"Stdout\" and \"Stderr\". If not specified, \"All\" is used, and both stdout and stderr are returned interleaved. Note that when \"TailLines\" is specified, \"Stream\" can only be set to nil or \"All\".",
+    ),
+    query(
+        "tailLines",
+        "integer",
+        "If set, the number of lines from the end of the logs to show. If not specified, logs are shown from the creation of the container or sinceSeconds or sinceTime. Note that when \"TailLines\" is specified, \"Stream\" can only be set to nil or \"All\".",
+    ),
+    query(
+        "timestamps",
+        "boolean",
+        "If true, add an RFC3339 or RFC3339Nano timestamp at the beginning of every line of log output. Defaults to false.",
+    ),
+];
+const EXEC_PARAMS: &[Param] = &[
+    query(
+        "command",
+        "string",
+        "Command is the remote command to execute. argv array. Not executed within a shell.",
+    ),
+    query(
+        "container",
+        "string",
+        "Container in which to execute the command. Defaults to only container if there is only one container in the pod.",
+    ),
+    query(
+        "stderr",
+        "boolean",
+        "Redirect the standard error stream of the pod for this call.",
+    ),
+    query(
+        "stdin",
+        "boolean",
+        "Redirect the standard input stream of the pod for this call. Defaults to false.",
+    ),
+    query(
+        "stdout",
+        "boolean",
+        "Redirect the standard output stream of the pod for this call.",
+    ),
+    query(
+        "tty",
+        "boolean",
+        "TTY if true indicates that a tty will be allocated for the exec call. Defaults to false.",
+    ),
+];
+const LOG_PRODUCES: &[&str] = &[
+    "text/plain",
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
+/// A response body that is a plain string (logs, streams), not a definition.
+const STRING_RESPONSE: &str = "string";
+
 const JSON_YAML: &[&str] = &["application/json", "application/yaml"];
 const LIST_PRODUCES: &[&str] = &[
     "application/json",
@@ -245,7 +334,11 @@ impl PathItem {
             if let Some((def, _)) = &op.body {
                 out.insert(def.clone());
             }
-            for r in &op.responses {
+            for r in op
+                .responses
+                .iter()
+                .filter(|r| r.definition != STRING_RESPONSE)
+            {
                 out.insert(r.definition.clone());
             }
         }
@@ -313,7 +406,7 @@ impl Operation {
         for r in &self.responses {
             responses.insert(
                 r.code.into(),
-                json!({"description": r.description, "schema": schemas::v2_ref(&r.definition)}),
+                json!({"description": r.description, "schema": response_schema(&r.definition)}),
             );
         }
         responses.insert("401".into(), json!({"description": "Unauthorized"}));
@@ -354,7 +447,7 @@ impl Operation {
         }
         let mut responses = Map::new();
         for r in &self.responses {
-            let schema = schemas::to_v3(&schemas::v2_ref(&r.definition));
+            let schema = schemas::to_v3(&response_schema(&r.definition));
             let content: Map<String, Value> = self
                 .produces
                 .iter()
@@ -370,6 +463,14 @@ impl Operation {
         out.insert("tags".into(), json!([self.tag]));
         self.extensions(&mut out);
         Value::Object(out)
+    }
+}
+
+fn response_schema(definition: &str) -> Value {
+    if definition == STRING_RESPONSE {
+        json!({"type": "string"})
+    } else {
+        schemas::v2_ref(definition)
     }
 }
 
@@ -431,6 +532,10 @@ enum SubresourceShape {
     Other(&'static str, Gvk),
     /// A different kind; create only (`binding`, `eviction`).
     Create(&'static str, Gvk),
+    /// Pods' `log`: a plain-text stream read with GET.
+    Log,
+    /// Pods' `exec`: a stream protocol reached by upgrading a GET or POST ("connect").
+    Connect(Gvk),
 }
 
 fn subresource_shape(name: &str) -> Option<SubresourceShape> {
@@ -439,6 +544,8 @@ fn subresource_shape(name: &str) -> Option<SubresourceShape> {
         "scale" => SubresourceShape::Other(SCALE, Gvk::new("autoscaling", "v1", "Scale")),
         "binding" => SubresourceShape::Create(BINDING, Gvk::new("", "v1", "Binding")),
         "eviction" => SubresourceShape::Create(EVICTION, Gvk::new("policy", "v1", "Eviction")),
+        "log" => SubresourceShape::Log,
+        "exec" => SubresourceShape::Connect(Gvk::new("", "v1", "PodExecOptions")),
         _ => return None,
     })
 }
@@ -641,6 +748,8 @@ pub(super) fn paths_for(
             };
             let suffix = capitalize(sub);
             let path = format!("{item_path}/{sub}");
+            let mut params = item_params.clone();
+            let mut name_description = name_description.clone();
             let ops = match shape {
                 SubresourceShape::Parent => read_replace_patch(&op, &def, gvk.clone(), |verb| {
                     (
@@ -668,11 +777,44 @@ pub(super) fn paths_for(
                         WRITE_PARAMS,
                     )
                 }],
+                SubresourceShape::Log => vec![Operation {
+                    produces: LOG_PRODUCES,
+                    responses: vec![ok(STRING_RESPONSE)],
+                    ..op(
+                        "get",
+                        format!("read{gv_ident}{scope}{kind}{suffix}"),
+                        format!("read {sub} of the specified {kind}"),
+                        "get",
+                        LOG_PARAMS,
+                    )
+                }],
+                SubresourceShape::Connect(options_gvk) => {
+                    params.retain(|p| p.name != PRETTY.name);
+                    name_description = Some(format!("name of the {}", options_gvk.kind));
+                    ["get", "post"]
+                        .into_iter()
+                        .map(|method| Operation {
+                            gvk: Some(options_gvk.clone()),
+                            produces: ANY,
+                            responses: vec![ok(STRING_RESPONSE)],
+                            ..op(
+                                method,
+                                format!(
+                                    "connect{gv_ident}{}{scope}{kind}{suffix}",
+                                    capitalize(method)
+                                ),
+                                format!("connect {method} requests to {sub} of {kind}"),
+                                "connect",
+                                EXEC_PARAMS,
+                            )
+                        })
+                        .collect()
+                }
             };
             items.push(PathItem {
                 path,
-                params: item_params.clone(),
-                name_description: name_description.clone(),
+                params,
+                name_description,
                 ops,
             });
         }

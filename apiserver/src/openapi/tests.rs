@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use k8s_openapi::api::{apps, batch, coordination, core, discovery};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -44,7 +44,7 @@ fn resources() -> Vec<OpenApiResource> {
             "Pod",
             "pods",
             true,
-            &["status", "binding"],
+            &["status", "binding", "exec", "log"],
             core::v1::Pod
         ),
         res!("", "Node", "nodes", false, &["status"], core::v1::Node),
@@ -266,6 +266,37 @@ fn v2_paths_carry_gvk_and_field_validation() {
     assert!(paths.contains_key("/api/v1/nodes/{name}/status"));
     assert!(paths.contains_key("/api/v1/pods"));
     assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/binding"));
+    // The streaming subresources, named and typed as upstream's.
+    let log = &paths["/api/v1/namespaces/{namespace}/pods/{name}/log"];
+    assert_eq!(log["get"]["operationId"], "readCoreV1NamespacedPodLog");
+    assert_eq!(log["get"]["x-kubernetes-action"], "get");
+    assert_eq!(
+        log["get"]["responses"]["200"]["schema"],
+        json!({"type": "string"})
+    );
+    assert_eq!(log["get"]["produces"][0], "text/plain");
+    let exec = &paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"];
+    for (method, id) in [
+        ("get", "connectCoreV1GetNamespacedPodExec"),
+        ("post", "connectCoreV1PostNamespacedPodExec"),
+    ] {
+        assert_eq!(exec[method]["operationId"], id);
+        assert_eq!(exec[method]["x-kubernetes-action"], "connect");
+        assert_eq!(
+            exec[method]["x-kubernetes-group-version-kind"],
+            gvk("", "v1", "PodExecOptions")
+        );
+        let params: Vec<&str> = exec[method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(
+            params,
+            ["command", "container", "stderr", "stdin", "stdout", "tty"]
+        );
+    }
     assert!(paths.contains_key("/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"));
     assert_eq!(
         paths["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"]["get"]["tags"][0],
