@@ -120,6 +120,8 @@ impl Cluster {
             "--port".into(),
             self.port.to_string(),
             "--no-pod-network".into(),
+            // The host's disk is not the test's business (a full disk would taint the node).
+            "--eviction-hard=nodefs.available<0%".into(),
         ]
     }
 
@@ -255,14 +257,18 @@ async fn wait_pod(
 ) -> Pod {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(p) = api.get(name).await
-            && f(&p)
+        let got = api.get(name).await;
+        if let Ok(p) = &got
+            && f(p)
         {
-            return p;
+            return p.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {name}: {what}"
+            "timed out waiting for {name}: {what}; last seen: {}",
+            got.ok()
+                .and_then(|p| serde_json::to_string_pretty(&p).ok())
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -40,12 +40,34 @@ pub async fn run(
         proxy_config,
         stopped(stop_rx.clone()),
     ));
+    let listen = std::net::SocketAddr::from((node_ip, config.port));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| kubelet::KubeletError::Io {
+            context: format!("listening on {listen} for logs and exec"),
+            source,
+        })?;
+    let server = tokio::spawn(server::serve(
+        listener,
+        server::ServerContext {
+            runtime: std::sync::Arc::new(skiff_runtime::container::Runtime::new(
+                config.runtime.clone(),
+            )),
+            log_root: config.log_root(),
+        },
+        stopped(stop_rx.clone()),
+    ));
     let kubelet = tokio::spawn(kubelet::run(client, config, stopped(stop_rx)));
     shutdown.await;
     let _ = stop_tx.send(true);
     match proxier.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the service proxy stopped"),
         Err(e) => tracing::warn!(error = %e, "the service proxy failed"),
+        Ok(Ok(())) => {}
+    }
+    match server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the logs/exec server stopped"),
+        Err(e) => tracing::warn!(error = %e, "the logs/exec server failed"),
         Ok(Ok(())) => {}
     }
     kubelet
@@ -87,6 +109,24 @@ pub fn cleanup(config: &kubelet::KubeletConfig) -> Result<(), kubelet::KubeletEr
             }
             let _ = std::fs::remove_dir_all(pod.path());
         }
+    }
+    // The network's cleanup goes by the bridge, the routes' protocol and the state dir; the
+    // ranges are only there to fill the config.
+    let parse = |text: &str| text.parse::<network::Ipv4Cidr>();
+    match (parse(&config.cluster_cidr), parse(&config.service_cidr)) {
+        (Ok(cluster), Ok(service)) => {
+            let net = network::NetworkConfig {
+                bridge: kubelet::node::BRIDGE.into(),
+                pod_cidr: cluster,
+                cluster_cidr: cluster,
+                service_cidr: service,
+                state_dir: config.root_dir.join("network"),
+            };
+            if let Err(e) = network::PodNetwork::cleanup(&net) {
+                failures.push(format!("pod network: {e}"));
+            }
+        }
+        _ => failures.push("pod network: the cluster or service CIDR does not parse".into()),
     }
     if let Err(e) = proxy::Proxier::cleanup() {
         failures.push(format!("service proxy rules: {e}"));

@@ -79,6 +79,10 @@ struct AgentArgs {
     /// Labels for the Node (`key=value`, comma-separated).
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
+    /// Hard eviction thresholds: the node reports pressure below them (and keeps them out of
+    /// allocatable).
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
+    eviction_hard: String,
     /// Run pods without the pod network (loopback only): for testing the kubelet alone.
     #[arg(long)]
     no_pod_network: bool,
@@ -493,6 +497,10 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.cluster_dns = args.cluster_dns.clone();
     config.insecure_registries = args.insecure_registry.clone();
     config.disable_pod_network = args.no_pod_network;
+    config.eviction_hard = skiff_nodeagent::kubelet::machine::EvictionThresholds::parse(
+        &args.eviction_hard,
+    )
+    .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     for label in &args.node_labels {
         let (k, v) = label
             .split_once('=')

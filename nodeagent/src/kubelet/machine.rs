@@ -3,10 +3,52 @@
 
 use std::path::Path;
 
-/// Upstream's default `evictionHard`: memory.available<100Mi.
-pub const EVICTION_HARD_MEMORY_BYTES: u64 = 100 * 1024 * 1024;
-/// Upstream's default `evictionHard`: nodefs.available<10%.
-pub const EVICTION_HARD_NODEFS_PERCENT: u64 = 10;
+/// The hard eviction thresholds (kubelet's `--eviction-hard`): below them the node reports
+/// pressure, and they are kept out of allocatable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvictionThresholds {
+    pub memory_available_bytes: u64,
+    pub nodefs_available_percent: u64,
+}
+
+impl Default for EvictionThresholds {
+    /// Upstream's defaults: memory.available<100Mi, nodefs.available<10%.
+    fn default() -> Self {
+        EvictionThresholds {
+            memory_available_bytes: 100 * 1024 * 1024,
+            nodefs_available_percent: 10,
+        }
+    }
+}
+
+impl EvictionThresholds {
+    /// Parses `--eviction-hard` (`memory.available<100Mi,nodefs.available<10%`); signals not
+    /// given keep their defaults.
+    pub fn parse(text: &str) -> Result<EvictionThresholds, String> {
+        let mut out = EvictionThresholds::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (signal, value) = item
+                .split_once('<')
+                .ok_or_else(|| format!("{item:?}: expected SIGNAL<VALUE"))?;
+            match signal {
+                "memory.available" => {
+                    out.memory_available_bytes = super::containers::bytes(value)
+                        .and_then(|b| u64::try_from(b).ok())
+                        .ok_or_else(|| format!("{item:?}: {value:?} is not a quantity"))?;
+                }
+                "nodefs.available" => {
+                    out.nodefs_available_percent = value
+                        .strip_suffix('%')
+                        .and_then(|p| p.parse().ok())
+                        .filter(|p| *p <= 100)
+                        .ok_or_else(|| format!("{item:?}: expected a percentage"))?;
+                }
+                other => return Err(format!("unsupported eviction signal {other:?}")),
+            }
+        }
+        Ok(out)
+    }
+}
 /// Upstream's default `evictionHard`: pid.available<... is off by default; Skiff reports PID
 /// pressure when fewer than this share of `pid_max` is left.
 pub const PID_PRESSURE_PERCENT: u64 = 5;
@@ -62,12 +104,12 @@ impl MachineInfo {
 }
 
 /// The node's pressure conditions as the eviction manager would see them now.
-pub fn pressure(data_dir: &Path) -> Pressure {
+pub fn pressure(data_dir: &Path, thresholds: &EvictionThresholds) -> Pressure {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory = meminfo_kib(&meminfo, "MemAvailable")
-        .is_some_and(|kib| kib * 1024 < EVICTION_HARD_MEMORY_BYTES);
+        .is_some_and(|kib| kib * 1024 < thresholds.memory_available_bytes);
     let disk = statvfs_bytes(data_dir).is_some_and(|(total, available)| {
-        total > 0 && available * 100 < total * EVICTION_HARD_NODEFS_PERCENT
+        total > 0 && available * 100 < total * thresholds.nodefs_available_percent
     });
     let pids = pid_pressure();
     Pressure { memory, disk, pids }
@@ -146,6 +188,17 @@ mod tests {
             Some("Debian GNU/Linux 12 (bookworm)")
         );
         assert_eq!(go_arch("x86_64"), "amd64");
+    }
+
+    #[test]
+    fn eviction_thresholds_parse() {
+        let t = EvictionThresholds::parse("memory.available<200Mi, nodefs.available<5%")
+            .expect("parse");
+        assert_eq!(t.memory_available_bytes, 200 * 1024 * 1024);
+        assert_eq!(t.nodefs_available_percent, 5);
+        assert_eq!(EvictionThresholds::parse("").expect("empty"), EvictionThresholds::default());
+        assert!(EvictionThresholds::parse("nodefs.available<5").is_err());
+        assert!(EvictionThresholds::parse("imagefs.available<5%").is_err());
     }
 
     #[test]

@@ -101,10 +101,10 @@ pub fn resources(
     );
     let memory = machine
         .memory_bytes
-        .saturating_sub(machine::EVICTION_HARD_MEMORY_BYTES)
+        .saturating_sub(config.eviction_hard.memory_available_bytes)
         .saturating_sub(config.reserved_memory_bytes);
     allocatable.insert("memory".into(), quantity(format!("{}Ki", memory / 1024)));
-    let disk = machine.disk_bytes / 100 * (100 - machine::EVICTION_HARD_NODEFS_PERCENT);
+    let disk = machine.disk_bytes / 100 * (100 - config.eviction_hard.nodefs_available_percent);
     allocatable.insert("ephemeral-storage".into(), quantity(disk.to_string()));
     (capacity, allocatable)
 }
@@ -467,7 +467,7 @@ pub async fn heartbeat(shared: Arc<Shared>, machine: MachineInfo, registered: No
         };
         let facts = NodeFacts {
             network,
-            pressure: machine::pressure(&config.runtime.data_dir),
+            pressure: machine::pressure(&config.runtime.data_dir, &config.eviction_hard),
         };
         let previous = reporter.reported().cloned().or_else(|| node.status.clone());
         let status = status(config, &machine, shared.node_ip, &facts, previous.as_ref());

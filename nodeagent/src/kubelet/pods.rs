@@ -38,6 +38,7 @@ use super::env::{self, Sources};
 use super::status::{self, Attempt, AttemptState, Observed};
 use super::{Shared, volumes};
 use crate::naming;
+use crate::network::dns;
 
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -403,99 +404,44 @@ fn pod_labels(pod: &Pod) -> std::collections::BTreeMap<String, String> {
 fn write_pod_files(shared: &Shared, pod: &Pod, pod_ip: Option<Ipv4Addr>) -> std::io::Result<()> {
     let dir = pod_dir(shared, &pod.uid().unwrap_or_default());
     std::fs::create_dir_all(&dir)?;
+    let spec = pod.spec.clone().unwrap_or_default();
     let name = hostname(pod);
-    let mut hosts = String::from(
-        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
-    );
-    if let Some(ip) = pod_ip {
-        hosts.push_str(&format!("{ip}\t{name}\n"));
-    }
-    for alias in pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_aliases.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        if hosts.contains("# Entries added by HostAliases.") {
-        } else {
-            hosts.push_str("\n# Entries added by HostAliases.\n");
+    let namespace = pod.namespace().unwrap_or_default();
+    let domain = &shared.config.cluster_domain;
+    let hosts = match pod_ip {
+        Some(ip) => {
+            let aliases: Vec<(String, Vec<String>)> = spec
+                .host_aliases
+                .iter()
+                .flatten()
+                .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
+                .collect();
+            let host_domain = spec
+                .subdomain
+                .as_deref()
+                .and_then(|sub| dns::pod_host_domain(sub, &namespace, domain));
+            dns::pod_hosts_file(ip.into(), &name, host_domain.as_deref(), &aliases)
         }
-        hosts.push_str(&format!(
-            "{}\t{}\n",
-            alias.ip,
-            alias.hostnames.clone().unwrap_or_default().join("\t")
-        ));
-    }
+        // No pod network (the kubelet alone): the node's own hosts file.
+        None => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+    };
     std::fs::write(dir.join("etc-hosts"), hosts)?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv = resolv_conf(shared, pod, &host_resolv);
+    let policy = dns::DnsPolicy::for_pod(
+        spec.dns_policy.as_deref(),
+        spec.host_network.unwrap_or(false),
+    );
+    let resolv = dns::pod_resolv_conf(
+        &host_resolv,
+        &shared.config.cluster_dns,
+        domain,
+        &namespace,
+        policy,
+        spec.dns_config.as_ref(),
+    );
     std::fs::write(dir.join("resolv.conf"), resolv)?;
     std::fs::write(dir.join("hostname"), format!("{name}\n"))?;
     Ok(())
-}
-
-fn resolv_conf(shared: &Shared, pod: &Pod, host: &str) -> String {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
-    let ns = pod.namespace().unwrap_or_default();
-    let domain = &shared.config.cluster_domain;
-    let mut nameservers: Vec<String> = Vec::new();
-    let mut searches: Vec<String> = Vec::new();
-    let mut options: Vec<String> = Vec::new();
-    let host_lines = |prefix: &str| -> Vec<String> {
-        host.lines()
-            .filter_map(|l| l.strip_prefix(prefix))
-            .flat_map(|rest| rest.split_whitespace().map(str::to_string))
-            .collect()
-    };
-    match policy {
-        "ClusterFirst" | "ClusterFirstWithHostNet" if !shared.config.cluster_dns.is_empty() => {
-            nameservers = shared
-                .config
-                .cluster_dns
-                .iter()
-                .map(|ip| ip.to_string())
-                .collect();
-            searches = vec![
-                format!("{ns}.svc.{domain}"),
-                format!("svc.{domain}"),
-                domain.clone(),
-            ];
-            searches.extend(host_lines("search "));
-            options.push("ndots:5".into());
-        }
-        "None" => {}
-        _ => {
-            // Default (and ClusterFirst with no cluster DNS): the node's resolver.
-            nameservers = host_lines("nameserver ");
-            searches = host_lines("search ");
-            options = host_lines("options ");
-        }
-    }
-    if let Some(cfg) = &spec.dns_config {
-        nameservers.extend(cfg.nameservers.clone().unwrap_or_default());
-        searches.extend(cfg.searches.clone().unwrap_or_default());
-        for o in cfg.options.iter().flatten() {
-            let name = o.name.clone().unwrap_or_default();
-            options.retain(|x| x.split(':').next() != Some(name.as_str()));
-            options.push(match &o.value {
-                Some(v) => format!("{name}:{v}"),
-                None => name,
-            });
-        }
-    }
-    let mut out = String::new();
-    if !searches.is_empty() {
-        out.push_str(&format!("search {}\n", searches.join(" ")));
-    }
-    for ns in nameservers.iter().take(3) {
-        out.push_str(&format!("nameserver {ns}\n"));
-    }
-    if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    out
 }
 
 /// One sync of a running pod. Returns when to look again, if sooner than the sync period.
