@@ -119,7 +119,6 @@ impl Cluster {
             self.cgroup_root.clone(),
             "--port".into(),
             self.port.to_string(),
-            "--no-pod-network".into(),
             // The host's disk is not the test's business (a full disk would taint the node).
             "--eviction-hard=nodefs.available<0%".into(),
         ]
@@ -752,6 +751,138 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
             let message = container_status(&p, "c").and_then(|c| c.state?.waiting?.message).unwrap_or_default();
             assert_eq!(message, "Container image \"registry.invalid/nothing:1\" is not present with pull policy of Never");
             assert_eq!(phase(&p), "Pending");
+        });
+    });
+}
+
+fn kubectl(cluster: &Cluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(support::kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&cluster.server.kubeconfig)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pod_ip(p: &Pod) -> Ipv4Addr {
+    p.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .expect("podIP")
+}
+
+#[test]
+fn pods_reach_each_other_and_services_and_kubectl_logs_and_exec_work() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            for name in ["web-1", "web-2"] {
+                let script = "mkdir -p /www; hostname > /www/index.html; echo serving; exec httpd -f -p 80 -h /www";
+                let mut p = pod(name, json!({"containers": [busybox("httpd", script)]}));
+                p.metadata.labels = Some([("app".to_string(), "web".to_string())].into_iter().collect());
+                pods.create(&PostParams::default(), &p).await.expect("create");
+            }
+            pods.create(&PostParams::default(), &pod("client", json!({"containers": [busybox("c", "sleep 3600")]})))
+                .await
+                .expect("create");
+            let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+            let svc = services
+                .create(&PostParams::default(), &serde_json::from_value(json!({
+                    "metadata": {"name": "web"},
+                    "spec": {"type": "NodePort", "selector": {"app": "web"},
+                        "ports": [{"port": 80, "targetPort": 80}]}})).expect("service"))
+                .await
+                .expect("create service");
+            let cluster_ip: Ipv4Addr = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).expect("clusterIP").parse().expect("ip");
+            let node_port = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).and_then(|p| p[0].node_port).expect("nodePort");
+
+            let mut ips = std::collections::BTreeMap::new();
+            for name in ["web-1", "web-2", "client"] {
+                let p = wait_pod(&pods, name, "Running and Ready", Duration::from_secs(40), |p| {
+                    condition(p, "Ready").as_deref() == Some("True")
+                })
+                .await;
+                ips.insert(name, pod_ip(&p));
+            }
+            let nodes: Api<Node> = Api::all(client.clone());
+            let pod_cidr = nodes.get(NODE).await.expect("node").spec.and_then(|s| s.pod_cidr).expect("podCIDR");
+            let prefix = pod_cidr.trim_end_matches("0/24");
+            for (name, ip) in &ips {
+                assert!(ip.to_string().starts_with(prefix), "{name}'s IP {ip} is outside {pod_cidr}");
+            }
+            let distinct: std::collections::BTreeSet<_> = ips.values().collect();
+            assert_eq!(distinct.len(), 3, "{ips:?}");
+
+            // kubectl logs through the API server and the agent.
+            let (ok, out, err) = kubectl(cluster, &["logs", "web-1"], None);
+            assert!(ok, "{err}");
+            assert_eq!(out, "serving\n");
+            // kubectl exec: pod → pod.
+            let url = format!("http://{}/", ips["web-2"]);
+            let (ok, out, err) = kubectl(cluster, &["exec", "client", "--", "wget", "-qO-", &url], None);
+            assert!(ok, "{err}");
+            assert_eq!(out.trim(), "web-2");
+            // Exit codes and stdin come through.
+            let (ok, _, err) = kubectl(cluster, &["exec", "client", "--", "sh", "-c", "exit 3"], None);
+            assert!(!ok);
+            assert!(err.contains("command terminated with exit code 3"), "{err}");
+            let (ok, out, err) = kubectl(cluster, &["exec", "-i", "client", "--", "cat"], Some("through stdin\n"));
+            assert!(ok, "{err}");
+            assert_eq!(out, "through stdin\n");
+
+            // pod → ClusterIP, balanced over both pods once the endpoints are in.
+            let url = format!("http://{cluster_ip}/");
+            let mut seen = std::collections::BTreeSet::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen.len() < 2 {
+                assert!(Instant::now() < deadline, "ClusterIP from a pod reached only {seen:?}");
+                let (ok, out, _) = kubectl(cluster, &["exec", "client", "--", "wget", "-qO-", &url], None);
+                if ok {
+                    seen.insert(out.trim().to_string());
+                }
+            }
+            assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["web-1", "web-2"]);
+            // node → ClusterIP and node → NodePort (the test thread is the node).
+            let from_node = tokio::task::spawn_blocking(move || {
+                let via_cluster_ip = net::get(std::net::SocketAddr::from((cluster_ip, 80)));
+                let via_node_port = net::get(std::net::SocketAddr::from((NODE_IP, node_port as u16)));
+                (via_cluster_ip.map_err(|e| e.to_string()), via_node_port.map_err(|e| e.to_string()))
+            })
+            .await
+            .expect("node requests");
+            for body in [from_node.0, from_node.1] {
+                let body = body.expect("a page from the node");
+                assert!(body.trim() == "web-1" || body.trim() == "web-2", "{body}");
+            }
+
+            // kubectl logs -f follows until the container ends.
+            let script = "for i in 1 2 3; do echo line $i; sleep 0.3; done";
+            pods.create(&PostParams::default(), &pod("counter", json!({"restartPolicy": "Never", "containers": [busybox("c", script)]})))
+                .await
+                .expect("create");
+            wait_pod(&pods, "counter", "started", Duration::from_secs(30), |p| phase(p) != "Pending").await;
+            let (ok, out, err) = kubectl(cluster, &["logs", "-f", "counter"], None);
+            assert!(ok, "{err}");
+            assert_eq!(out, "line 1\nline 2\nline 3\n");
         });
     });
 }

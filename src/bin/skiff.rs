@@ -497,10 +497,9 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.cluster_dns = args.cluster_dns.clone();
     config.insecure_registries = args.insecure_registry.clone();
     config.disable_pod_network = args.no_pod_network;
-    config.eviction_hard = skiff_nodeagent::kubelet::machine::EvictionThresholds::parse(
-        &args.eviction_hard,
-    )
-    .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
+    config.eviction_hard =
+        skiff_nodeagent::kubelet::machine::EvictionThresholds::parse(&args.eviction_hard)
+            .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     for label in &args.node_labels {
         let (k, v) = label
             .split_once('=')

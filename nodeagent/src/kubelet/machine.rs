@@ -196,7 +196,10 @@ mod tests {
             .expect("parse");
         assert_eq!(t.memory_available_bytes, 200 * 1024 * 1024);
         assert_eq!(t.nodefs_available_percent, 5);
-        assert_eq!(EvictionThresholds::parse("").expect("empty"), EvictionThresholds::default());
+        assert_eq!(
+            EvictionThresholds::parse("").expect("empty"),
+            EvictionThresholds::default()
+        );
         assert!(EvictionThresholds::parse("nodefs.available<5").is_err());
         assert!(EvictionThresholds::parse("imagefs.available<5%").is_err());
     }
