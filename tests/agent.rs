@@ -886,3 +886,138 @@ fn pods_reach_each_other_and_services_and_kubectl_logs_and_exec_work() {
         });
     });
 }
+
+#[test]
+fn probes_restart_unhealthy_containers_and_readiness_gates_endpoints() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            // Liveness: healthy for a moment, then not; startup: passes after a second.
+            let mut sick = busybox(
+                "sick",
+                "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600",
+            );
+            sick["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/healthy"]},
+                "periodSeconds": 1, "failureThreshold": 1});
+            let mut slow = busybox("slow", "sleep 1; touch /tmp/started; sleep 3600");
+            slow["startupProbe"] = json!({"exec": {"command": ["test", "-f", "/tmp/started"]},
+                "periodSeconds": 1, "failureThreshold": 30});
+            pods.create(
+                &PostParams::default(),
+                &pod(
+                    "probed",
+                    json!({
+                "terminationGracePeriodSeconds": 1, "containers": [sick, slow]}),
+                ),
+            )
+            .await
+            .expect("create");
+            let p = wait_pod(
+                &pods,
+                "probed",
+                "both running",
+                Duration::from_secs(30),
+                |p| {
+                    ["sick", "slow"].iter().all(|c| {
+                        container_status(p, c)
+                            .and_then(|s| s.state?.running)
+                            .is_some()
+                    })
+                },
+            )
+            .await;
+            // Right after start the startup probe has not passed yet.
+            let slow_status = container_status(&p, "slow").expect("status");
+            if slow_status.started == Some(false) {
+                assert!(!slow_status.ready);
+            }
+            wait_pod(
+                &pods,
+                "probed",
+                "slow started and ready",
+                Duration::from_secs(30),
+                |p| container_status(p, "slow").is_some_and(|s| s.started == Some(true) && s.ready),
+            )
+            .await;
+            let p = wait_pod(
+                &pods,
+                "probed",
+                "sick restarted",
+                Duration::from_secs(40),
+                |p| container_status(p, "sick").is_some_and(|s| s.restart_count >= 1),
+            )
+            .await;
+            let last = container_status(&p, "sick")
+                .and_then(|s| s.last_state?.terminated)
+                .expect("lastState");
+            assert_ne!(last.exit_code, 0);
+            assert_eq!(container_status(&p, "slow").expect("slow").restart_count, 0);
+
+            // Readiness: the Service's endpoint is not ready until /ready is served.
+            let mut web = busybox(
+                "httpd",
+                "mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 80 -h /www",
+            );
+            web["readinessProbe"] =
+                json!({"httpGet": {"path": "/ready", "port": 80}, "periodSeconds": 1});
+            let mut p = pod("gated", json!({"containers": [web]}));
+            p.metadata.labels = Some(
+                [("app".to_string(), "gated".to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+            pods.create(&PostParams::default(), &p)
+                .await
+                .expect("create");
+            let services: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(client.clone(), "default");
+            services
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({
+                    "metadata": {"name": "gated"},
+                    "spec": {"selector": {"app": "gated"}, "ports": [{"port": 80}]}}))
+                    .expect("service"),
+                )
+                .await
+                .expect("create service");
+            let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+                Api::namespaced(client.clone(), "default");
+            let subset_counts = |e: &k8s_openapi::api::core::v1::Endpoints| {
+                let subsets = e.subsets.clone().unwrap_or_default();
+                let ready: usize = subsets
+                    .iter()
+                    .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+                    .sum();
+                let not_ready: usize = subsets
+                    .iter()
+                    .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
+                    .sum();
+                (ready, not_ready)
+            };
+            support::wait_for("a not-ready endpoint", || async {
+                let e = endpoints.get_opt("gated").await.ok()??;
+                (subset_counts(&e) == (0, 1)).then_some(())
+            })
+            .await;
+            let p = pods.get("gated").await.expect("pod");
+            assert_eq!(phase(&p), "Running");
+            assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+            let (ok, _, err) = kubectl(
+                cluster,
+                &["exec", "gated", "--", "sh", "-c", "echo yes > /www/ready"],
+                None,
+            );
+            assert!(ok, "{err}");
+            wait_pod(&pods, "gated", "Ready", Duration::from_secs(20), |p| {
+                condition(p, "Ready").as_deref() == Some("True")
+            })
+            .await;
+            support::wait_for("a ready endpoint", || async {
+                let e = endpoints.get_opt("gated").await.ok()??;
+                (subset_counts(&e) == (1, 0)).then_some(())
+            })
+            .await;
+        });
+    });
+}

@@ -16,6 +16,7 @@ pub mod env;
 pub mod machine;
 pub mod node;
 pub mod pods;
+pub mod prober;
 pub mod status;
 pub mod volumes;
 

@@ -35,6 +35,7 @@ use tokio::sync::{Notify, watch};
 
 use super::containers::{self, ContainerFiles};
 use super::env::{self, Sources};
+use super::prober::Prober;
 use super::status::{self, Attempt, AttemptState, Observed};
 use super::{Shared, volumes};
 use crate::naming;
@@ -143,6 +144,9 @@ struct Memory {
     terminated: bool,
     /// The pod reached Succeeded or Failed on its own.
     finished: bool,
+    prober: Option<Prober>,
+    /// Runtime ids being stopped after a failed liveness probe.
+    killing: HashSet<String>,
 }
 
 async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
@@ -163,6 +167,7 @@ async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option
                 last_pod = Some(pod.clone());
                 if pod.metadata.deletion_timestamp.is_some() {
                     if !memory.terminated {
+                        memory.prober = None;
                         let grace = pod
                             .metadata
                             .deletion_grace_period_seconds
@@ -572,14 +577,72 @@ async fn sync_pod(
     }
 
     let records = observe(shared, &uid).await;
+    restart_unhealthy(shared, pod, memory, &records, wake);
     let phase = write_observed(shared, pod, memory, &records, waiting, true).await;
     if phase == "Succeeded" || phase == "Failed" {
+        memory.prober = None;
         // Done by itself: the sandbox goes; the status stays until the pod is deleted.
         memory.finished = true;
         stop_sandbox(shared, &uid).await;
         tracing::info!(pod = %key(pod), phase, "pod finished");
     }
     Ok(next)
+}
+
+/// Keeps the probes on the running containers, and stops a container whose liveness probe
+/// failed (its restart then follows the restart policy, as after any other exit).
+fn restart_unhealthy(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    records: &[ContainerState],
+    wake: &Arc<Notify>,
+) {
+    let mut running: HashMap<String, String> = HashMap::new();
+    for r in records {
+        if r.status != ContainerStatus::Running
+            || r.stored
+                .labels
+                .get(naming::LABEL_CONTAINER_KIND)
+                .map(String::as_str)
+                != Some("app")
+        {
+            continue;
+        }
+        if let Some((_, name, _)) = naming::parse_container_id(r.id()) {
+            running.insert(name.to_string(), r.id().to_string());
+        }
+    }
+    memory
+        .killing
+        .retain(|id| running.values().any(|r| r == id));
+    let prober = memory
+        .prober
+        .get_or_insert_with(|| Prober::new(shared.runtime.clone(), wake.clone()));
+    prober.sync(pod, memory.pod_ip, &running);
+    let spec = pod.spec.clone().unwrap_or_default();
+    for c in &spec.containers {
+        let Some(id) = running.get(&c.name) else {
+            continue;
+        };
+        if !prober.liveness_failed(&c.name) || !memory.killing.insert(id.clone()) {
+            continue;
+        }
+        let grace = c
+            .liveness_probe
+            .as_ref()
+            .and_then(|p| p.termination_grace_period_seconds)
+            .or(spec.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE);
+        tracing::info!(pod = %key(pod), container = %c.name, "Container failed liveness probe, will be restarted");
+        let shared = shared.clone();
+        let id = id.clone();
+        let container = c.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
+            stop_container(&shared, &id, Some(&container), deadline).await;
+        });
+    }
 }
 
 fn crash_loop(pod: &Pod, container: &str, restarts: u32) -> (String, String) {
@@ -665,11 +728,21 @@ async fn write_observed(
     sandbox_ready: bool,
 ) -> String {
     let uid = pod.uid().unwrap_or_default();
+    let mut ready = HashMap::new();
+    let mut started = HashMap::new();
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        let (r, s) = match &memory.prober {
+            Some(p) => (p.ready(c), p.started(c)),
+            None => (c.readiness_probe.is_none(), c.startup_probe.is_none()),
+        };
+        ready.insert(c.name.clone(), r);
+        started.insert(c.name.clone(), s);
+    }
     let observed = Observed {
         attempts: attempts_of(records, &pod_dir(shared, &uid)),
         waiting,
-        ready: HashMap::new(),
-        started: HashMap::new(),
+        ready,
+        started,
         sandbox_ready,
         pod_ip: memory.pod_ip,
         host_ip: Some(shared.node_ip),
