@@ -48,6 +48,9 @@ wanted=(ca-certificates protobuf-compiler etcd-server openssl)
 # busybox-static to build the busybox fixture (scripts/fixtures/busybox-image.sh);
 # the container tests run against runc and crun.
 wanted+=(umoci skopeo docker-registry busybox-static runc crun)
+# The node agent: iproute2 (`ip`) for the pod network, iptables for the Service proxy and
+# masquerade, util-linux's unshare/nsenter for the network-namespace tests.
+wanted+=(iproute2 iptables util-linux)
 # A fresh Debian image may have no python3 at all, or one without pip; a
 # python3 from elsewhere (pyenv, a venv) that already has pip is fine as is.
 if ! command -v python3 >/dev/null 2>&1; then

@@ -386,10 +386,12 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
             );
 
             let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-            let script = "trap 'echo bye; exit 0' TERM; echo hello; while true; do sleep 0.1; done";
+            let script = "trap 'cat /tmp/pre-stop; echo bye; exit 0' TERM; echo hello; while true; do sleep 0.1; done";
+            let mut c = busybox("c", script);
+            c["lifecycle"] = json!({"preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop ran > /tmp/pre-stop"]}}});
             pods.create(
                 &PostParams::default(),
-                &pod("web", json!({"containers": [busybox("c", script)]})),
+                &pod("web", json!({"containers": [c]})),
             )
             .await
             .expect("create pod");
@@ -433,6 +435,12 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
             })
             .await;
 
+            let follower = Command::new(support::kubectl_path())
+                .args(["--kubeconfig", &cluster.server.kubeconfig.display().to_string(), "logs", "-f", "web"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("kubectl logs -f");
             // A real kubectl delete (30 s grace): the container's TERM trap ends it at once.
             let started = Instant::now();
             let out = Command::new(support::kubectl_path())
@@ -457,6 +465,11 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
                 started.elapsed()
             );
             assert!(pods.get_opt("web").await.expect("get").is_none());
+            // The preStop hook ran before the TERM: the trap printed what it wrote, seen by a
+            // `kubectl logs -f` that ended with the container.
+            let followed = follower.wait_with_output().expect("kubectl logs -f");
+            let text = String::from_utf8_lossy(&followed.stdout).into_owned();
+            assert_eq!(text, "hello\npre-stop ran\nbye\n");
             // The container ran its trap; its records and pod directory go.
             let runtime = cluster.runtime();
             support::wait_for("the pod's containers removed", || async {
@@ -1019,5 +1032,74 @@ fn probes_restart_unhealthy_containers_and_readiness_gates_endpoints() {
             })
             .await;
         });
+    });
+}
+
+#[test]
+fn security_context_and_resources_reach_the_container_and_cleanup_leaves_nothing() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            let script = "id -u; id -g; touch /file-in-root 2>/dev/null && echo writable || echo read-only; \
+                grep CapEff /proc/self/status; echo done; sleep 3600";
+            let mut c = busybox("c", script);
+            c["securityContext"] = json!({"runAsUser": 1000, "runAsGroup": 3000,
+                "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}});
+            c["resources"] = json!({"requests": {"cpu": "250m", "memory": "32Mi"},
+                "limits": {"cpu": "500m", "memory": "64Mi"}});
+            pods.create(&PostParams::default(), &pod("secure", json!({"containers": [c]})))
+                .await
+                .expect("create");
+            let p = wait_pod(&pods, "secure", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+            assert_eq!(p.status.as_ref().and_then(|s| s.qos_class.as_deref()), Some("Burstable"));
+            let lines = support::wait_for("the container's report", || async {
+                let lines = cluster.log(&p, "c", 0);
+                lines.iter().any(|l| l == "done").then_some(lines)
+            })
+            .await;
+            assert_eq!(lines, ["1000", "3000", "read-only", "CapEff:\t0000000000000000", "done"]);
+            // requests → cpu.shares, limits → CFS quota and the memory limit (cgroup v1 here,
+            // v2 files when the host is v2).
+            let id = container_status(&p, "c").and_then(|c| c.container_id).expect("id");
+            let state = cluster.runtime().state(id.trim_start_matches("skiff://")).expect("state");
+            let cg = &state.stored.cgroup_path;
+            let read = |path: String| std::fs::read_to_string(path).map(|s| s.trim().to_string());
+            if let Ok(quota) = read(format!("/sys/fs/cgroup/cpu/{cg}/cpu.cfs_quota_us")) {
+                assert_eq!(quota, "50000");
+                assert_eq!(read(format!("/sys/fs/cgroup/cpu/{cg}/cpu.shares")).expect("shares"), "256");
+                assert_eq!(
+                    read(format!("/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes")).expect("memory"),
+                    "67108864"
+                );
+            } else {
+                assert_eq!(read(format!("/sys/fs/cgroup/{cg}/cpu.max")).expect("cpu.max"), "50000 100000");
+                assert_eq!(read(format!("/sys/fs/cgroup/{cg}/memory.max")).expect("memory.max"), "67108864");
+            }
+        });
+        // `skiff agent --cleanup` removes the pods, the network and the rules.
+        cluster.kill_agent();
+        let status = Command::new(SKIFF)
+            .args(cluster.agent_args())
+            .arg("--cleanup")
+            .status()
+            .expect("cleanup");
+        assert!(status.success());
+        let links = net::sh(&["ip", "-o", "link"]);
+        assert!(
+            !links.contains("skiff0") && !links.contains("skv"),
+            "{links}"
+        );
+        assert!(net::skiff_chains().is_empty(), "{:?}", net::skiff_chains());
+        let routes = net::sh(&["ip", "route"]);
+        assert!(
+            !routes.contains("10.96.0.0/12") && !routes.contains("10.244."),
+            "{routes}"
+        );
+        assert!(cluster.runtime().list().expect("list").is_empty());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(
+            !mounts.contains(cluster.dir.path().to_str().expect("path")),
+            "mounts left"
+        );
     });
 }
