@@ -367,7 +367,7 @@ async fn http_probe(addr: SocketAddr, path: &str, headers: &[(String, String)]) 
     if stream.write_all(request.as_bytes()).await.is_err() {
         return false;
     }
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut read = 0;
     while read < 12 {
         match stream.read(&mut head[read..]).await {
