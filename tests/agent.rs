@@ -1103,3 +1103,356 @@ fn security_context_and_resources_reach_the_container_and_cleanup_leaves_nothing
         );
     });
 }
+
+/// A node of its own: a network namespace held by an `unshare -n sleep` process, wired to
+/// the test's LAN bridge by a veth (eth0 inside), with an agent started in it by nsenter.
+struct RemoteNode {
+    name: String,
+    ip: Ipv4Addr,
+    holder: Child,
+    agent: Option<Child>,
+    dir: tempfile::TempDir,
+    cgroup_root: String,
+}
+
+const LAN: &str = "lan0";
+const LAN_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+
+impl RemoteNode {
+    fn new(name: &str, index: u8) -> RemoteNode {
+        let ip = Ipv4Addr::new(192, 168, 50, 10 + index);
+        let holder = Command::new("unshare")
+            .args(["-n", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let pid = holder.id();
+        let ours = std::fs::read_link("/proc/thread-self/ns/net").expect("our netns");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .as_ref()
+            == Some(&ours)
+        {
+            assert!(Instant::now() < deadline, "unshare never made its netns");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lan_end = format!("lan-{index}");
+        net::sh(&[
+            "ip",
+            "link",
+            "add",
+            &lan_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &pid.to_string(),
+        ]);
+        net::sh(&["ip", "link", "set", &lan_end, "master", LAN, "up"]);
+        let netns = format!("--net=/proc/{pid}/ns/net");
+        for args in [
+            vec!["ip", "link", "set", "lo", "up"],
+            vec!["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            vec!["ip", "link", "set", "eth0", "up"],
+        ] {
+            let mut full = vec!["nsenter", netns.as_str()];
+            full.extend(args);
+            net::sh(&full);
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-agent-test-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        Runtime::new(RuntimeConfig {
+            state_dir: dir.path().join("state"),
+            data_dir: dir.path().join("data"),
+            helper_binary: PathBuf::from(SKIFF),
+        })
+        .images()
+        .expect("image store")
+        .import(&busybox_layout())
+        .expect("import busybox");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        RemoteNode {
+            name: name.to_string(),
+            ip,
+            holder,
+            agent: None,
+            dir,
+            cgroup_root: format!("skiff-test-agent-{}-{n}", std::process::id()),
+        }
+    }
+
+    fn netns(&self) -> String {
+        format!("--net=/proc/{}/ns/net", self.holder.id())
+    }
+
+    fn agent_args(&self) -> Vec<String> {
+        let d = self.dir.path();
+        [
+            "agent",
+            "--node-name",
+            &self.name,
+            "--node-ip",
+            &self.ip.to_string(),
+            "--root-dir",
+            &d.join("agent").display().to_string(),
+            "--runtime-state-dir",
+            &d.join("state").display().to_string(),
+            "--runtime-data-dir",
+            &d.join("data").display().to_string(),
+            "--cgroup-root",
+            &self.cgroup_root,
+            "--eviction-hard=nodefs.available<0%",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn start_agent(&mut self, kubeconfig: &Path) {
+        let log = std::fs::File::create(self.dir.path().join("agent.log")).expect("log");
+        let child = Command::new("nsenter")
+            .arg(self.netns())
+            .arg(SKIFF)
+            .args(self.agent_args())
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the agent");
+        self.agent = Some(child);
+    }
+
+    fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn routes(&self) -> String {
+        net::sh(&["nsenter", &self.netns(), "ip", "route"])
+    }
+}
+
+impl Drop for RemoteNode {
+    fn drop(&mut self) {
+        self.kill_agent();
+        let _ = Command::new("nsenter")
+            .arg(self.netns())
+            .arg(SKIFF)
+            .args(self.agent_args())
+            .arg("--cleanup")
+            .env("SKIFF_LOG", "warn")
+            .stdin(Stdio::null())
+            .status();
+        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
+            for d in entries
+                .flatten()
+                .map(|e| e.path().join(&self.cgroup_root))
+                .chain([Path::new(root).join(&self.cgroup_root)])
+            {
+                if d.is_dir() {
+                    remove_cgroup_tree(&d);
+                }
+            }
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- agent log of {} ---\n{}",
+                self.name,
+                std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+#[test]
+fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
+    if !net::require() {
+        return;
+    }
+    net::in_netns(|| {
+        net::sh(&["ip", "link", "add", LAN, "type", "bridge"]);
+        net::sh(&["ip", "addr", "add", &format!("{LAN_IP}/24"), "dev", LAN]);
+        net::sh(&["ip", "link", "set", LAN, "up"]);
+        let server = Server::start_at(Backend::Embedded, LAN_IP, &[]);
+        let mut nodes = [RemoteNode::new("node-1", 1), RemoteNode::new("node-2", 2)];
+        for n in nodes.iter_mut() {
+            n.start_agent(&server.kubeconfig);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = server.client().await;
+            let node_api: Api<Node> = Api::all(client.clone());
+            let mut cidrs = Vec::new();
+            for n in &nodes {
+                let cidr = support::wait_for("the node Ready with a podCIDR", || async {
+                    let node = node_api.get(&n.name).await.ok()?;
+                    let ready = node
+                        .status
+                        .as_ref()?
+                        .conditions
+                        .as_ref()?
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    if !ready {
+                        return None;
+                    }
+                    node.spec?.pod_cidr
+                })
+                .await;
+                cidrs.push(cidr);
+            }
+            // Each node routes the other's podCIDR via the other's address.
+            let want = [
+                format!("{} via {}", cidrs[1], nodes[1].ip),
+                format!("{} via {}", cidrs[0], nodes[0].ip),
+            ];
+            for (n, want) in nodes.iter().zip(&want) {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !n.routes().contains(want.as_str()) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{}: no route {want}:\n{}",
+                        n.name,
+                        n.routes()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            for (name, node) in [("web-a", "node-1"), ("web-b", "node-2")] {
+                let script =
+                    "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 80 -h /www";
+                let mut p = pod(
+                    name,
+                    json!({"nodeName": node, "containers": [busybox("httpd", script)]}),
+                );
+                p.metadata.labels = Some(
+                    [("app".to_string(), "web".to_string())]
+                        .into_iter()
+                        .collect(),
+                );
+                pods.create(&PostParams::default(), &p)
+                    .await
+                    .expect("create");
+            }
+            pods.create(
+                &PostParams::default(),
+                &pod(
+                    "client",
+                    json!({"nodeName": "node-1", "containers": [busybox("c", "sleep 3600")]}),
+                ),
+            )
+            .await
+            .expect("create");
+            let services: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(client.clone(), "default");
+            let svc = services
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({
+                    "metadata": {"name": "web"},
+                    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))
+                    .expect("service"),
+                )
+                .await
+                .expect("create service");
+            let cluster_ip = svc.spec.and_then(|s| s.cluster_ip).expect("clusterIP");
+            let mut ips = std::collections::BTreeMap::new();
+            for name in ["web-a", "web-b", "client"] {
+                let p = wait_pod(&pods, name, "Ready", Duration::from_secs(40), |p| {
+                    condition(p, "Ready").as_deref() == Some("True")
+                })
+                .await;
+                ips.insert(name, pod_ip(&p));
+            }
+            assert!(
+                ips["web-b"]
+                    .to_string()
+                    .starts_with(cidrs[1].trim_end_matches("0/24"))
+            );
+
+            let kubectl = |args: &[&str]| {
+                let out = Command::new(support::kubectl_path())
+                    .arg("--kubeconfig")
+                    .arg(&server.kubeconfig)
+                    .args(args)
+                    .output()
+                    .expect("kubectl");
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                )
+            };
+            // Across nodes, pod to pod, and to the ClusterIP balanced over both nodes' pods.
+            let (ok, page) = kubectl(&[
+                "exec",
+                "client",
+                "--",
+                "wget",
+                "-qO-",
+                &format!("http://{}/", ips["web-b"]),
+            ]);
+            assert!(ok && page == "web-b", "{page}");
+            let mut seen = std::collections::BTreeSet::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen.len() < 2 {
+                assert!(
+                    Instant::now() < deadline,
+                    "the ClusterIP reached only {seen:?}"
+                );
+                let (ok, page) = kubectl(&[
+                    "exec",
+                    "client",
+                    "--",
+                    "wget",
+                    "-qO-",
+                    &format!("http://{cluster_ip}/"),
+                ]);
+                if ok {
+                    seen.insert(page);
+                }
+            }
+            assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["web-a", "web-b"]);
+
+            // A node that leaves takes its route with it: its range becomes unreachable.
+            nodes[1].kill_agent();
+            node_api
+                .delete("node-2", &DeleteParams::default())
+                .await
+                .expect("delete node");
+            let gone = format!("unreachable {}", cidrs[1]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let routes = nodes[0].routes();
+                if routes.contains(&gone) && !routes.contains(&want[0]) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node-1 still routes to node-2:\n{routes}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        drop(nodes);
+        drop(server);
+    });
+}

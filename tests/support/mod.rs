@@ -19,6 +19,8 @@ pub enum Backend {
 
 pub struct Server {
     child: Option<Child>,
+    /// The address it listens on: loopback, unless a test's nodes need to reach it.
+    pub host: std::net::Ipv4Addr,
     pub url: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
@@ -40,6 +42,11 @@ impl Server {
     }
 
     pub fn start_with(backend: Backend, extra: &[&str]) -> Server {
+        Self::start_at(backend, std::net::Ipv4Addr::LOCALHOST, extra)
+    }
+
+    /// Listening on `host` (an address of a network namespace the test made).
+    pub fn start_at(backend: Backend, host: std::net::Ipv4Addr, extra: &[&str]) -> Server {
         let etcd = match backend {
             Backend::Embedded => None,
             Backend::Etcd => Some(EtcdServer::start()),
@@ -49,7 +56,8 @@ impl Server {
         let kubeconfig = dir.path().join("kubeconfig");
         let mut server = Server {
             child: None,
-            url: format!("http://127.0.0.1:{port}"),
+            host,
+            url: format!("http://{host}:{port}"),
             port,
             dir,
             kubeconfig,
@@ -66,7 +74,7 @@ impl Server {
             .arg("--data-dir")
             .arg(self.dir.path())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("{}:{}", self.host, self.port))
             .args(&self.extra_args)
             .env("SKIFF_LOG", "warn")
             .stdin(Stdio::null());
@@ -86,7 +94,7 @@ impl Server {
             {
                 panic!("skiff server exited early: {status}");
             }
-            if http_get(self.port, "/readyz").is_some_and(|(code, _)| code == 200)
+            if http_get_at(self.host, self.port, "/readyz").is_some_and(|(code, _)| code == 200)
                 && self.kubeconfig.exists()
             {
                 return;
@@ -153,11 +161,16 @@ where
 
 /// A plain HTTP GET on loopback: (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    http_get_at(std::net::Ipv4Addr::LOCALHOST, port, path)
+}
+
+/// [`http_get`] to `host`.
+pub fn http_get_at(host: std::net::Ipv4Addr, port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect((host, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = String::new();
