@@ -1456,3 +1456,35 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
         drop(server);
     });
 }
+
+#[test]
+fn host_network_pods_share_the_nodes_network_and_hostname() {
+    run(|cluster, client, rt| {
+        rt.block_on(async {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            let script = "mkdir -p /www; hostname > /www/index.html; hostname; exec httpd -f -p 18080 -h /www";
+            pods.create(&PostParams::default(), &pod("on-host", json!({
+                "hostNetwork": true, "containers": [busybox("httpd", script)]})))
+                .await
+                .expect("create");
+            let p = wait_pod(&pods, "on-host", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+            assert_eq!(pod_ip(&p), NODE_IP);
+            let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+            let lines = support::wait_for("the container's hostname", || async {
+                let lines = cluster.log(&p, "httpd", 0);
+                (!lines.is_empty()).then_some(lines)
+            })
+            .await;
+            assert_eq!(lines[0], host_name.trim());
+            // Its port is the node's.
+            let page = support::wait_for("the page on the node's address", || async {
+                tokio::task::spawn_blocking(|| net::get(std::net::SocketAddr::from((NODE_IP, 18080))).ok())
+                    .await
+                    .ok()
+                    .flatten()
+            })
+            .await;
+            assert_eq!(page.trim(), host_name.trim());
+        });
+    });
+}

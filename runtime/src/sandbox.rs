@@ -24,6 +24,9 @@ pub struct SandboxConfig {
     pub resources: Option<LinuxResources>,
     /// Give the pod one PID namespace, with the pause process as its init.
     pub share_pid: bool,
+    /// Share the host's network and UTS namespaces (Kubernetes' hostNetwork): the sandbox
+    /// makes neither, and keeps the host's hostname.
+    pub host_network: bool,
     /// Namespaced sysctls (e.g. `net.ipv4.ip_unprivileged_port_start`).
     pub sysctls: HashMap<String, String>,
     pub labels: BTreeMap<String, String>,
@@ -65,11 +68,16 @@ impl Runtime {
             "skiff.io/sandbox-share-pid".into(),
             config.share_pid.to_string(),
         );
+        options.labels.insert(
+            "skiff.io/sandbox-host-network".into(),
+            config.host_network.to_string(),
+        );
         let state = self.create_and_start(id, options)?;
         Ok(sandbox_from(
             id,
             state.pid(),
             config.share_pid,
+            config.host_network,
             &config.cgroup_parent,
         ))
     }
@@ -90,12 +98,16 @@ impl Runtime {
             .get("skiff.io/sandbox-cgroup")
             .cloned()
             .ok_or_else(|| RuntimeError::InvalidSpec(format!("\"{id}\" is not a sandbox")))?;
-        let share_pid = state
-            .stored
-            .labels
-            .get("skiff.io/sandbox-share-pid")
-            .is_some_and(|v| v == "true");
-        Ok(sandbox_from(id, state.pid(), share_pid, &parent))
+        let flag = |name: &str| state.stored.labels.get(name).is_some_and(|v| v == "true");
+        let share_pid = flag("skiff.io/sandbox-share-pid");
+        let host_network = flag("skiff.io/sandbox-host-network");
+        Ok(sandbox_from(
+            id,
+            state.pid(),
+            share_pid,
+            host_network,
+            &parent,
+        ))
     }
 
     /// Stops the pause process and removes the sandbox and the pod cgroup, with anything still
@@ -116,11 +128,11 @@ impl Runtime {
 
     fn sandbox_spec(&self, id: &str, config: &SandboxConfig) -> Result<Spec, RuntimeError> {
         let bad = |e: oci_spec::OciSpecError| RuntimeError::InvalidSpec(e.to_string());
-        let mut namespaces = vec![
-            LinuxNamespaceType::Network,
-            LinuxNamespaceType::Ipc,
-            LinuxNamespaceType::Uts,
-        ];
+        let mut namespaces = vec![LinuxNamespaceType::Ipc];
+        if !config.host_network {
+            namespaces.push(LinuxNamespaceType::Network);
+            namespaces.push(LinuxNamespaceType::Uts);
+        }
         if config.share_pid {
             namespaces.push(LinuxNamespaceType::Pid);
         }
@@ -163,7 +175,8 @@ impl Runtime {
             .mounts(vec![])
             .build()
             .map_err(bad)?;
-        if let Some(hostname) = &config.hostname {
+        // Only in a UTS namespace of its own: never rename the host.
+        if let Some(hostname) = config.hostname.as_ref().filter(|_| !config.host_network) {
             spec.set_hostname(Some(hostname.clone()));
         }
         let mut annotations = HashMap::new();
@@ -173,18 +186,24 @@ impl Runtime {
     }
 }
 
-fn sandbox_from(id: &str, pid: i32, share_pid: bool, cgroup_parent: &str) -> Sandbox {
+fn sandbox_from(
+    id: &str,
+    pid: i32,
+    share_pid: bool,
+    host_network: bool,
+    cgroup_parent: &str,
+) -> Sandbox {
     let ns = |typ: LinuxNamespaceType, name: &str| {
         LinuxNamespace::default()
             .set_typ(typ)
             .set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/{name}"))))
             .clone()
     };
-    let mut namespaces = vec![
-        ns(LinuxNamespaceType::Network, "net"),
-        ns(LinuxNamespaceType::Ipc, "ipc"),
-        ns(LinuxNamespaceType::Uts, "uts"),
-    ];
+    let mut namespaces = vec![ns(LinuxNamespaceType::Ipc, "ipc")];
+    if !host_network {
+        namespaces.push(ns(LinuxNamespaceType::Network, "net"));
+        namespaces.push(ns(LinuxNamespaceType::Uts, "uts"));
+    }
     if share_pid {
         namespaces.push(ns(LinuxNamespaceType::Pid, "pid"));
     }

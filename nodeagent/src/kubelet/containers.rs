@@ -128,6 +128,12 @@ pub fn build_spec(
     for (typ, path) in &files.namespaces {
         spec::set_namespace_path(&mut s, *typ, path);
     }
+    if pod.spec.as_ref().and_then(|p| p.host_network) == Some(true) {
+        // The host's network and hostname, as the sandbox has them.
+        spec::remove_namespace(&mut s, LinuxNamespaceType::Network);
+        spec::remove_namespace(&mut s, LinuxNamespaceType::Uts);
+        s.set_hostname(None);
+    }
 
     // Users: the container's securityContext, else the pod's, else the image's.
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());

@@ -327,6 +327,7 @@ async fn ensure_sandbox(
                 cgroup_parent: format!("{}/pod{uid}", shared.config.cgroup_root),
                 resources: None,
                 share_pid: spec.share_process_namespace.unwrap_or(false),
+                host_network: spec.host_network.unwrap_or(false),
                 sysctls: spec
                     .security_context
                     .as_ref()
@@ -360,7 +361,10 @@ async fn ensure_sandbox(
             created
         }
     };
-    if memory.pod_ip.is_none()
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    if host_network {
+        memory.pod_ip = Some(shared.node_ip);
+    } else if memory.pod_ip.is_none()
         && let Some(network) = shared.network.read().await.clone()
     {
         let id = naming::sandbox_id(&uid);
