@@ -9,6 +9,9 @@
 
 #[path = "../nodeagent/tests/support/net.rs"]
 mod net;
+/// The runtime's test registry (docker-registry with htpasswd auth, skopeo pushes).
+#[path = "../runtime/tests/support/mod.rs"]
+mod registry;
 mod support;
 
 use std::net::Ipv4Addr;
@@ -17,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -37,6 +41,7 @@ struct Cluster {
     dir: tempfile::TempDir,
     cgroup_root: String,
     port: u16,
+    agent_flags: Vec<String>,
     // Dropped last: the agent's cleanup needs nothing from it, but the pods' status does.
     server: Server,
 }
@@ -59,8 +64,8 @@ fn busybox_layout() -> PathBuf {
 }
 
 impl Cluster {
-    /// Must run inside `net::in_netns`.
-    fn start() -> Cluster {
+    /// Must run inside `net::in_netns`; `agent_flags` are extra `skiff agent` flags.
+    fn start_with(agent_flags: &[&str]) -> Cluster {
         net::sh(&["ip", "link", "add", "node0", "type", "bridge"]);
         net::sh(&[
             "ip",
@@ -97,6 +102,7 @@ impl Cluster {
             dir,
             cgroup_root,
             port,
+            agent_flags: agent_flags.iter().map(|s| s.to_string()).collect(),
             server,
         };
         cluster.start_agent();
@@ -136,6 +142,7 @@ impl Cluster {
             .arg(&self.server.kubeconfig)
             .arg("--node-ip")
             .arg(NODE_IP.to_string())
+            .args(&self.agent_flags)
             .env("SKIFF_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -301,11 +308,18 @@ fn container_status(p: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::C
 }
 
 fn run(test: impl FnOnce(&mut Cluster, Client, tokio::runtime::Runtime) + Send + 'static) {
+    run_with(&[], test)
+}
+
+fn run_with(
+    agent_flags: &'static [&'static str],
+    test: impl FnOnce(&mut Cluster, Client, tokio::runtime::Runtime) + Send + 'static,
+) {
     if !net::require() {
         return;
     }
-    net::in_netns(|| {
-        let mut cluster = Cluster::start();
+    net::in_netns(move || {
+        let mut cluster = Cluster::start_with(agent_flags);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1486,5 +1500,105 @@ fn host_network_pods_share_the_nodes_network_and_hostname() {
             .await;
             assert_eq!(page.trim(), host_name.trim());
         });
+    });
+}
+
+#[test]
+fn images_are_pulled_with_the_pods_pull_secrets() {
+    if !registry::require(&["docker-registry", "skopeo", "python3"]) {
+        return;
+    }
+    if !net::require() {
+        return;
+    }
+    net::in_netns(|| {
+        // The registry lives in the node's network namespace, on its loopback.
+        let reg = registry::Registry::start_with_auth("puller", "pull-pass");
+        reg.push(
+            &busybox_layout(),
+            "busybox",
+            "private/busybox:1",
+            registry::Format::Oci,
+            false,
+        );
+        let host = reg.host();
+        let flag: &'static str = Box::leak(format!("--insecure-registry={host}").into_boxed_str());
+        let flags: &'static [&'static str] = Box::leak(vec![flag].into_boxed_slice());
+        let cluster = Cluster::start_with(flags);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = rt.block_on(cluster.server.client());
+        rt.block_on(async {
+            let image = format!("{host}/private/busybox:1");
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+            let auth = base64::engine::general_purpose::STANDARD.encode("puller:pull-pass");
+            let config = json!({"auths": {host.clone(): {"auth": auth}}}).to_string();
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({
+                    "metadata": {"name": "pull"}, "type": "kubernetes.io/dockerconfigjson",
+                    "stringData": {".dockerconfigjson": config}}))
+                    .expect("secret"),
+                )
+                .await
+                .expect("create secret");
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+            let container = |name: &str| {
+                json!({"name": name, "image": image, "imagePullPolicy": "Always",
+                "command": ["sh", "-c", "echo pulled; sleep 3600"]})
+            };
+            pods.create(
+                &PostParams::default(),
+                &pod(
+                    "with-secret",
+                    json!({
+                "imagePullSecrets": [{"name": "pull"}], "containers": [container("c")]}),
+                ),
+            )
+            .await
+            .expect("create");
+            pods.create(
+                &PostParams::default(),
+                &pod("without", json!({"containers": [container("c")]})),
+            )
+            .await
+            .expect("create");
+            let p = wait_pod(
+                &pods,
+                "with-secret",
+                "Running",
+                Duration::from_secs(40),
+                |p| phase(p) == "Running",
+            )
+            .await;
+            let cs = container_status(&p, "c").expect("status");
+            assert_eq!(cs.image, image);
+            assert!(
+                cs.image_id
+                    .starts_with(&format!("{host}/private/busybox@sha256:")),
+                "{}",
+                cs.image_id
+            );
+            // Without the secret the registry says no: ErrImagePull, then the back-off.
+            let p = wait_pod(
+                &pods,
+                "without",
+                "ImagePullBackOff",
+                Duration::from_secs(40),
+                |p| {
+                    container_status(p, "c")
+                        .and_then(|c| c.state?.waiting?.reason)
+                        .as_deref()
+                        == Some("ImagePullBackOff")
+                },
+            )
+            .await;
+            assert_eq!(phase(&p), "Pending");
+        });
+        drop(cluster);
+        drop(reg);
     });
 }
