@@ -240,6 +240,31 @@ fn remove_cgroup_tree(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// (reason, message, "component/host") of the Events about pod `name` in `default`.
+async fn pod_events(client: &Client, name: &str) -> Vec<(String, String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    events
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| {
+            let source = e.source.unwrap_or_default();
+            (
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+                format!(
+                    "{}/{}",
+                    source.component.unwrap_or_default(),
+                    source.host.unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
 fn pod(name: &str, spec: Value) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -449,6 +474,24 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
             })
             .await;
 
+            // The kubelet's Events, as `kubectl describe` lists them.
+            let events = support::wait_for("the kubelet's events", || async {
+                let reasons = pod_events(&client, "web").await;
+                ["Pulled", "Created", "Started"]
+                    .iter()
+                    .all(|r| reasons.iter().any(|(reason, _, _)| reason == r))
+                    .then_some(reasons)
+            })
+            .await;
+            for (reason, message, source) in &events {
+                assert_eq!(source, "kubelet/agent-node", "{reason}");
+                if reason == "Created" {
+                    assert_eq!(message, "Created container: c");
+                }
+                if reason == "Pulled" {
+                    assert_eq!(message, "Container image \"busybox\" already present on machine");
+                }
+            }
             let follower = Command::new(support::kubectl_path())
                 .args(["--kubeconfig", &cluster.server.kubeconfig.display().to_string(), "logs", "-f", "web"])
                 .stdout(Stdio::piped())
@@ -529,6 +572,13 @@ fn a_crashing_container_backs_off_and_an_oom_kill_is_reported() {
             assert!(message.starts_with("back-off 10s restarting failed container=c pod=crash_default("), "{message}");
             assert_eq!(phase(&p), "Running");
             assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+            let reasons = support::wait_for("a BackOff event", || async {
+                let events = pod_events(&client, "crash").await;
+                events.iter().any(|(r, _, _)| r == "BackOff").then_some(events)
+            })
+            .await;
+            let back_off = reasons.iter().find(|(r, _, _)| r == "BackOff").expect("BackOff");
+            assert!(back_off.1.starts_with("Back-off restarting failed container c in pod crash_default("), "{}", back_off.1);
             // After the back-off the container runs again: the count goes up.
             wait_pod(&pods, "crash", "a restart after the back-off", Duration::from_secs(30), |p| {
                 container_status(p, "c").is_some_and(|c| c.restart_count >= 2)

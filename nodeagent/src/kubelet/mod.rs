@@ -142,6 +142,8 @@ pub struct Shared {
     pub allocatable: std::collections::HashMap<String, String>,
     /// The pod network, once the node has a podCIDR.
     pub network: tokio::sync::RwLock<Option<Arc<PodNetwork>>>,
+    /// Events as the kubelet records them (`source.component` kubelet, `host` the node).
+    pub recorder: skiff_client::record::EventRecorder,
 }
 
 /// The node's InternalIP: the source address of the default route, else the first global
@@ -182,6 +184,8 @@ pub async fn run(
         node_ip,
         allocatable: allocatable.into_iter().map(|(k, v)| (k, v.0)).collect(),
         network: tokio::sync::RwLock::new(None),
+        recorder: skiff_client::record::EventRecorder::new(client.clone(), "kubelet")
+            .on_host(&config.node_name),
     });
     let heartbeat = tokio::spawn(node::heartbeat(shared.clone(), machine, registered));
     let pods = tokio::spawn(pods::run(shared.clone()));

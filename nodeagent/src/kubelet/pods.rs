@@ -40,6 +40,7 @@ use super::status::{self, Attempt, AttemptState, Observed};
 use super::{Shared, volumes};
 use crate::naming;
 use crate::network::dns;
+use skiff_client::record::{EventType, object_reference};
 
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -147,6 +148,9 @@ struct Memory {
     prober: Option<Prober>,
     /// Runtime ids being stopped after a failed liveness probe.
     killing: HashSet<String>,
+    /// (container, reason, detail) of the waiting-state Events already recorded, so a state
+    /// that lasts many syncs is one Event (upstream's correlator counts them instead).
+    reported: HashSet<(String, String, String)>,
 }
 
 async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
@@ -199,6 +203,30 @@ async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option
             _ = tokio::time::sleep(sleep) => {}
         }
     }
+}
+
+/// Records an Event about the pod, or one of its containers (kubelet's fieldPath
+/// `spec.containers{name}`), without holding the sync up.
+fn event(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    container: Option<&str>,
+    kind: EventType,
+    reason: &'static str,
+    message: String,
+) {
+    let mut involved = object_reference(pod);
+    if let Some(name) = container {
+        let init = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.name == name));
+        let list = if init { "initContainers" } else { "containers" };
+        involved.field_path = Some(format!("spec.{list}{{{name}}}"));
+    }
+    let recorder = shared.recorder.clone();
+    tokio::spawn(async move { recorder.record_for(involved, kind, reason, message).await });
 }
 
 fn key(pod: &Pod) -> String {
@@ -482,6 +510,19 @@ async fn sync_pod(
         Ok(v) => v,
         Err(message) => {
             tracing::warn!(pod = %key(pod), %message, "FailedMount");
+            if memory
+                .reported
+                .insert((String::new(), "FailedMount".into(), message.clone()))
+            {
+                event(
+                    shared,
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedMount",
+                    message.clone(),
+                );
+            }
             write_observed(shared, pod, memory, &records, waiting, true).await;
             return Ok(Some(Duration::from_secs(2)));
         }
@@ -513,6 +554,7 @@ async fn sync_pod(
                             Duration::ZERO => to_start.push((c.clone(), a.attempt + 1, true)),
                             left => {
                                 waiting.insert(c.name.clone(), crash_loop(pod, &c.name, a.attempt));
+                                back_off_event(shared, pod, memory, &c.name, a.attempt);
                                 next = Some(next.map_or(left, |n: Duration| n.min(left)));
                             }
                         }
@@ -538,6 +580,7 @@ async fn sync_pod(
                                         c.name.clone(),
                                         crash_loop(pod, &c.name, a.attempt),
                                     );
+                                    back_off_event(shared, pod, memory, &c.name, a.attempt);
                                     next = Some(next.map_or(left, |n: Duration| n.min(left)));
                                 }
                             }
@@ -563,6 +606,22 @@ async fn sync_pod(
         .await;
         match started {
             Ok(id) => {
+                event(
+                    shared,
+                    pod,
+                    Some(&c.name),
+                    EventType::Normal,
+                    "Created",
+                    format!("Created container: {}", c.name),
+                );
+                event(
+                    shared,
+                    pod,
+                    Some(&c.name),
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {}", c.name),
+                );
                 memory.watched.insert(id.clone());
                 let runtime = shared.runtime.clone();
                 let wake = wake.clone();
@@ -574,6 +633,25 @@ async fn sync_pod(
             }
             Err((reason, message)) => {
                 tracing::info!(pod = %key(pod), container = %c.name, %reason, %message, "container not started");
+                if memory
+                    .reported
+                    .insert((c.name.clone(), reason.clone(), message.clone()))
+                {
+                    let (event_reason, text) = match reason.as_str() {
+                        "ImagePullBackOff" => ("BackOff", message.clone()),
+                        "ErrImageNeverPull" => ("ErrImageNeverPull", message.clone()),
+                        "ErrImagePull" => ("Failed", message.clone()),
+                        _ => ("Failed", format!("Error: {message}")),
+                    };
+                    event(
+                        shared,
+                        pod,
+                        Some(&c.name),
+                        EventType::Warning,
+                        event_reason,
+                        text,
+                    );
+                }
                 waiting.insert(c.name.clone(), (reason, message));
                 next = Some(next.map_or(Duration::from_secs(2), |n| n.min(Duration::from_secs(2))));
             }
@@ -639,6 +717,25 @@ fn restart_unhealthy(
             .or(spec.termination_grace_period_seconds)
             .unwrap_or(DEFAULT_GRACE);
         tracing::info!(pod = %key(pod), container = %c.name, "Container failed liveness probe, will be restarted");
+        event(
+            shared,
+            pod,
+            Some(&c.name),
+            EventType::Warning,
+            "Unhealthy",
+            "Liveness probe failed".into(),
+        );
+        event(
+            shared,
+            pod,
+            Some(&c.name),
+            EventType::Normal,
+            "Killing",
+            format!(
+                "Container {} failed liveness probe, will be restarted",
+                c.name
+            ),
+        );
         let shared = shared.clone();
         let id = id.clone();
         let container = c.clone();
@@ -646,6 +743,33 @@ fn restart_unhealthy(
             let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
             stop_container(&shared, &id, Some(&container), deadline).await;
         });
+    }
+}
+
+fn back_off_event(
+    shared: &Arc<Shared>,
+    pod: &Pod,
+    memory: &mut Memory,
+    container: &str,
+    attempt: u32,
+) {
+    if memory
+        .reported
+        .insert((container.to_string(), "BackOff".into(), attempt.to_string()))
+    {
+        event(
+            shared,
+            pod,
+            Some(container),
+            EventType::Warning,
+            "BackOff",
+            format!(
+                "Back-off restarting failed container {container} in pod {}_{}({})",
+                pod.name_any(),
+                pod.namespace().unwrap_or_default(),
+                pod.uid().unwrap_or_default()
+            ),
+        );
     }
 }
 
@@ -866,7 +990,17 @@ async fn ensure_image(
             "ErrImageNeverPull".into(),
             format!("Container image {reference:?} is not present with pull policy of Never"),
         )),
-        ("Never" | "IfNotPresent", Some(image)) => Ok(image),
+        ("Never" | "IfNotPresent", Some(image)) => {
+            event(
+                shared,
+                pod,
+                Some(&c.name),
+                EventType::Normal,
+                "Pulled",
+                format!("Container image {reference:?} already present on machine"),
+            );
+            Ok(image)
+        }
         _ => {
             if let Some((failures, at)) = memory.pull_failures.get(&c.name)
                 && at.elapsed() < restart_delay(*failures)
@@ -882,9 +1016,30 @@ async fn ensure_image(
                 platform: None,
             };
             tracing::info!(pod = %key(pod), image = %reference, "pulling image");
+            event(
+                shared,
+                pod,
+                Some(&c.name),
+                EventType::Normal,
+                "Pulling",
+                format!("Pulling image {reference:?}"),
+            );
+            let started = std::time::Instant::now();
             match store.pull(&normalized, &options, &|_| {}).await {
                 Ok(image) => {
                     memory.pull_failures.remove(&c.name);
+                    event(
+                        shared,
+                        pod,
+                        Some(&c.name),
+                        EventType::Normal,
+                        "Pulled",
+                        format!(
+                            "Successfully pulled image {reference:?} in {:.3}s. Image size: {} bytes.",
+                            started.elapsed().as_secs_f64(),
+                            image.size
+                        ),
+                    );
                     Ok(image)
                 }
                 Err(e) => {
@@ -1071,6 +1226,16 @@ async fn terminate(shared: &Arc<Shared>, uid: &str, pod: Option<&Pod>, grace: i6
             })
             .cloned();
         let id = r.id().to_string();
+        if let (Some(pod), Some(name)) = (pod, container.as_deref()) {
+            event(
+                &shared,
+                pod,
+                Some(name),
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {name}"),
+            );
+        }
         stops.push(tokio::spawn(async move {
             stop_container(&shared, &id, spec.as_ref(), deadline).await;
         }));
