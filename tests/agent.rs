@@ -356,8 +356,10 @@ fn run_with(
 
 #[test]
 fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
-    run(|cluster, client, rt| {
-        rt.block_on(async {
+    run_with(
+        &["--system-reserved=cpu=100m,memory=64Mi"],
+        |cluster, client, rt| {
+            rt.block_on(async {
             let nodes: Api<Node> = Api::all(client.clone());
             let node = support::wait_for("the node Ready", || async {
                 let n = nodes.get(NODE).await.ok()?;
@@ -379,12 +381,13 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
                     && capacity.contains_key("memory")
                     && capacity.contains_key("ephemeral-storage")
             );
-            assert!(
-                status
-                    .allocatable
-                    .expect("allocatable")
-                    .contains_key("memory")
-            );
+            // Allocatable: capacity less --system-reserved (and the eviction thresholds).
+            let allocatable = status.allocatable.expect("allocatable");
+            let cpus: u64 = capacity["cpu"].0.parse().expect("whole cpus");
+            assert_eq!(allocatable["cpu"].0, format!("{}m", cpus * 1000 - 100));
+            let kib = |q: &str| q.trim_end_matches("Ki").parse::<u64>().expect("Ki");
+            // 64Mi reserved and the 100Mi eviction threshold.
+            assert_eq!(kib(&capacity["memory"].0) - kib(&allocatable["memory"].0), 164 * 1024);
             let addresses = status.addresses.expect("addresses");
             assert!(
                 addresses
@@ -540,7 +543,8 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
             })
             .await;
         });
-    });
+        },
+    );
 }
 
 #[test]
@@ -925,6 +929,20 @@ fn pods_reach_each_other_and_services_and_kubectl_logs_and_exec_work() {
             let (ok, out, err) = kubectl(cluster, &["exec", "-i", "client", "--", "cat"], Some("through stdin\n"));
             assert!(ok, "{err}");
             assert_eq!(out, "through stdin\n");
+            // exec -it: a terminal inside (script(1) gives kubectl one to forward).
+            let command = format!(
+                "{} --kubeconfig {} exec -it client -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal'",
+                support::kubectl_path().display(),
+                cluster.server.kubeconfig.display()
+            );
+            let out = Command::new("script")
+                .args(["-qec", &command, "/dev/null"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("script");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("on-a-terminal"), "{text}");
 
             // pod → ClusterIP, balanced over both pods once the endpoints are in.
             let url = format!("http://{cluster_ip}/");

@@ -79,6 +79,9 @@ struct AgentArgs {
     /// Labels for the Node (`key=value`, comma-separated).
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
+    /// Resources kept for the system, out of allocatable (`cpu=250m,memory=256Mi`).
+    #[arg(long, default_value = "")]
+    system_reserved: String,
     /// Hard eviction thresholds: the node reports pressure below them (and keeps them out of
     /// allocatable).
     #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
@@ -500,6 +503,29 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.eviction_hard =
         skiff_nodeagent::kubelet::machine::EvictionThresholds::parse(&args.eviction_hard)
             .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
+    for item in args
+        .system_reserved
+        .split(',')
+        .filter(|i| !i.trim().is_empty())
+    {
+        let (name, value) = item
+            .split_once('=')
+            .with_context(|| format!("--system-reserved: {item:?} is not name=quantity"))?;
+        let bad = || anyhow::anyhow!("--system-reserved: {value:?} is not a quantity");
+        match name.trim() {
+            "cpu" => {
+                config.reserved_cpu_millis = skiff_nodeagent::kubelet::containers::milli_cpu(value)
+                    .and_then(|m| u64::try_from(m).ok())
+                    .ok_or_else(bad)?;
+            }
+            "memory" => {
+                config.reserved_memory_bytes = skiff_nodeagent::kubelet::containers::bytes(value)
+                    .and_then(|b| u64::try_from(b).ok())
+                    .ok_or_else(bad)?;
+            }
+            other => anyhow::bail!("--system-reserved: unsupported resource {other:?}"),
+        }
+    }
     for label in &args.node_labels {
         let (k, v) = label
             .split_once('=')
