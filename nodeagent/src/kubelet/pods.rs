@@ -183,6 +183,11 @@ async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option
                     delete_pod_object(&shared, &pod).await
                 } else if memory.finished {
                     None
+                } else if matches!(status_phase(&pod), "Succeeded" | "Failed") {
+                    // Ended before (e.g. before an agent restart): terminal pods never run again.
+                    memory.finished = true;
+                    stop_sandbox(&shared, &uid).await;
+                    None
                 } else {
                     match sync_pod(&shared, &pod, &mut memory, &wake).await {
                         Ok(next) => next,
@@ -229,6 +234,13 @@ fn event(
     tokio::spawn(async move { recorder.record_for(involved, kind, reason, message).await });
 }
 
+fn status_phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
 fn key(pod: &Pod) -> String {
     format!(
         "{}/{}",
@@ -246,8 +258,9 @@ async fn observe(shared: &Arc<Shared>, uid: &str) -> Vec<ContainerState> {
     let runtime = shared.runtime.clone();
     let uid = uid.to_string();
     tokio::task::spawn_blocking(move || {
+        // The pod's containers are named after its uid: read only theirs.
         runtime
-            .list()
+            .list_ids(|id| id.starts_with(uid.as_str()))
             .unwrap_or_default()
             .into_iter()
             .filter(|c| {
@@ -877,7 +890,10 @@ async fn write_observed(
     };
     let status = status::pod_status(pod, &observed);
     let phase = status.phase.clone().unwrap_or_default();
-    patch_status(shared, pod, memory, &status).await;
+    if !patch_status(shared, pod, memory, &status).await {
+        // Not recorded: the pod is not done until its end is in the API.
+        return "Unknown".into();
+    }
     phase
 }
 
@@ -892,15 +908,16 @@ async fn write_status(
     write_observed(shared, pod, memory, &records, HashMap::new(), sandbox_ready).await
 }
 
+/// Writes the status unless it is what was written last; false when the write failed.
 async fn patch_status(
     shared: &Arc<Shared>,
     pod: &Pod,
     memory: &mut Memory,
     status: &k8s_openapi::api::core::v1::PodStatus,
-) {
+) -> bool {
     let value = serde_json::to_value(status).unwrap_or_default();
     if memory.last_status.as_ref() == Some(&value) {
-        return;
+        return true;
     }
     let api: Api<Pod> =
         Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
@@ -913,8 +930,14 @@ async fn patch_status(
         )
         .await
     {
-        Ok(_) => memory.last_status = Some(value),
-        Err(e) => tracing::debug!(pod = %key(pod), error = %e, "status update failed"),
+        Ok(_) => {
+            memory.last_status = Some(value);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(pod = %key(pod), error = %e, "status update failed");
+            false
+        }
     }
 }
 

@@ -375,6 +375,15 @@ impl Runtime {
 
     /// Every container under the state directory, by id.
     pub fn list(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        self.list_ids(|_| true)
+    }
+
+    /// The containers whose ids `keep` accepts, by id; only their state is read (a caller that
+    /// names its containers with a common prefix reads just its own).
+    pub fn list_ids(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<ContainerState>, RuntimeError> {
         let entries = match std::fs::read_dir(&self.config.state_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -382,6 +391,9 @@ impl Runtime {
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
+            if !entry.file_name().to_str().is_some_and(&keep) {
+                continue;
+            }
             let path = entry.path();
             if !path.join(state::STATE_FILE).exists() {
                 continue;
