@@ -1,57 +1,8 @@
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 use std::time::Duration;
 
-use super::ProxyError;
 
-/// An IPv4 network, `a.b.c.d/len` (the address is kept as its network address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    network: Ipv4Addr,
-    prefix_len: u8,
-}
-
-impl Ipv4Cidr {
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Result<Ipv4Cidr, ProxyError> {
-        if prefix_len > 32 {
-            return Err(ProxyError::InvalidCidr(format!("{addr}/{prefix_len}")));
-        }
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(prefix_len))
-            .unwrap_or(0);
-        Ok(Ipv4Cidr {
-            network: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix_len,
-        })
-    }
-
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len))
-            .unwrap_or(0);
-        u32::from(addr) & mask == u32::from(self.network)
-    }
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = ProxyError;
-
-    fn from_str(s: &str) -> Result<Ipv4Cidr, ProxyError> {
-        let invalid = || ProxyError::InvalidCidr(s.to_string());
-        let (addr, len) = s.split_once('/').ok_or_else(invalid)?;
-        Ipv4Cidr::new(
-            addr.parse().map_err(|_| invalid())?,
-            len.parse().map_err(|_| invalid())?,
-        )
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix_len)
-    }
-}
+pub use crate::network::Ipv4Cidr;
 
 /// How the proxy programs this node.
 #[derive(Debug, Clone)]

@@ -37,8 +37,6 @@ pub use rules::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("invalid IPv4 CIDR {0:?}")]
-    InvalidCidr(String),
     #[error("running {command}: {source}")]
     Spawn {
         command: String,
