@@ -956,6 +956,23 @@ fn pods_reach_each_other_and_services_and_kubectl_logs_and_exec_work() {
                 }
             }
             assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["web-1", "web-2"]);
+            // Hairpin: a pod reaches itself through its own Service.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                assert!(Instant::now() < deadline, "web-1 never reached itself through the ClusterIP");
+                let (ok, out, _) = kubectl(cluster, &["exec", "web-1", "--", "wget", "-qO-", &url], None);
+                if ok && out.trim() == "web-1" {
+                    break;
+                }
+            }
+            // The pod's own /etc/hosts names it; resolv.conf is the node's (no cluster DNS here).
+            let (ok, hosts, err) = kubectl(cluster, &["exec", "client", "--", "cat", "/etc/hosts"], None);
+            assert!(ok, "{err}");
+            assert!(hosts.starts_with("# Kubernetes-managed hosts file."), "{hosts}");
+            assert!(hosts.lines().any(|l| l == format!("{}\tclient", ips["client"])), "{hosts}");
+            let (ok, hostname, _) = kubectl(cluster, &["exec", "client", "--", "hostname"], None);
+            assert!(ok);
+            assert_eq!(hostname.trim(), "client");
             // node → ClusterIP and node → NodePort (the test thread is the node).
             let from_node = tokio::task::spawn_blocking(move || {
                 let via_cluster_ip = net::get(std::net::SocketAddr::from((cluster_ip, 80)));

@@ -1,7 +1,6 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-
 pub use crate::network::Ipv4Cidr;
 
 /// How the proxy programs this node.
