@@ -878,7 +878,11 @@ fn pods_reach_each_other_and_services_and_kubectl_logs_and_exec_work() {
             let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
             for name in ["web-1", "web-2"] {
                 let script = "mkdir -p /www; hostname > /www/index.html; echo serving; exec httpd -f -p 80 -h /www";
-                let mut p = pod(name, json!({"containers": [busybox("httpd", script)]}));
+                let mut httpd = busybox("httpd", script);
+                if name == "web-1" {
+                    httpd["ports"] = json!([{"containerPort": 80, "hostPort": 18081}]);
+                }
+                let mut p = pod(name, json!({"containers": [httpd]}));
                 p.metadata.labels = Some([("app".to_string(), "web".to_string())].into_iter().collect());
                 pods.create(&PostParams::default(), &p).await.expect("create");
             }
@@ -964,6 +968,19 @@ fn pods_reach_each_other_and_services_and_kubectl_logs_and_exec_work() {
                 if ok && out.trim() == "web-1" {
                     break;
                 }
+            }
+            // web-1's hostPort: from another pod, from the node, and from the node's loopback.
+            let url = format!("http://{NODE_IP}:18081/");
+            let (ok, out, err) = kubectl(cluster, &["exec", "client", "--", "wget", "-qO-", &url], None);
+            assert!(ok, "{err}");
+            assert_eq!(out.trim(), "web-1");
+            let pages = tokio::task::spawn_blocking(|| {
+                [NODE_IP, Ipv4Addr::LOCALHOST].map(|ip| net::get(std::net::SocketAddr::from((ip, 18081))).map_err(|e| e.to_string()))
+            })
+            .await
+            .expect("hostPort requests");
+            for page in pages {
+                assert_eq!(page.expect("the hostPort from the node").trim(), "web-1");
             }
             // The pod's own /etc/hosts names it; resolv.conf is the node's (no cluster DNS here).
             let (ok, hosts, err) = kubectl(cluster, &["exec", "client", "--", "cat", "/etc/hosts"], None);

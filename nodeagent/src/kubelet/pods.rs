@@ -39,7 +39,7 @@ use super::prober::Prober;
 use super::status::{self, Attempt, AttemptState, Observed};
 use super::{Shared, volumes};
 use crate::naming;
-use crate::network::dns;
+use crate::network::{HostPortMapping, dns};
 use skiff_client::record::{EventType, object_reference};
 
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -410,10 +410,27 @@ async fn ensure_sandbox(
     {
         let id = naming::sandbox_id(&uid);
         let netns = sandbox.netns.clone();
-        let iface = tokio::task::spawn_blocking(move || network.attach(&id, &netns))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("wiring the pod network: {e}"))?;
+        let ports = host_ports(pod);
+        let iface = tokio::task::spawn_blocking(move || {
+            let iface = network.attach(&id, &netns)?;
+            let mappings: Vec<HostPortMapping> = ports
+                .into_iter()
+                .map(
+                    |(protocol, host_ip, host_port, container_port)| HostPortMapping {
+                        protocol,
+                        host_ip,
+                        host_port,
+                        pod_ip: iface.ip,
+                        container_port,
+                    },
+                )
+                .collect();
+            network.set_host_ports(&id, &mappings)?;
+            Ok::<_, crate::network::NetworkError>(iface)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("wiring the pod network: {e}"))?;
         memory.pod_ip = Some(iface.ip);
     }
     write_pod_files(shared, pod, memory.pod_ip)
@@ -423,6 +440,24 @@ async fn ensure_sandbox(
         .iter()
         .filter_map(|ns| ns.path().as_ref().map(|p| (ns.typ(), p.clone())))
         .collect())
+}
+
+/// The pod's hostPorts: (protocol, hostIP, hostPort, containerPort).
+fn host_ports(pod: &Pod) -> Vec<(String, Option<Ipv4Addr>, u16, u16)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some((
+                p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                p.host_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                host_port,
+                u16::try_from(p.container_port).ok()?,
+            ))
+        })
+        .collect()
 }
 
 fn hostname(pod: &Pod) -> String {

@@ -35,6 +35,7 @@
 mod cidr;
 mod cmd;
 pub mod dns;
+mod hostport;
 mod ipam;
 
 use std::fs::File;
@@ -49,6 +50,8 @@ pub use cidr::{CidrError, Ipv4Cidr};
 use ipam::Ipam;
 
 /// The routing protocol number on every route this module adds (`ip route show proto 83`).
+pub use hostport::{HOSTPORT_CHAIN, HOSTPORT_MASQ_CHAIN, HostPortMapping};
+
 pub const ROUTE_PROTOCOL: u8 = 83;
 /// The nat chain holding the pod network's masquerade rules.
 pub const NAT_CHAIN: &str = "SKIFF-POSTROUTING-NET";
@@ -451,6 +454,8 @@ impl PodNetwork {
         }
         // The address is free only once no interface holds it any more.
         let released = locked.release(sandbox_id)?;
+        drop(locked);
+        self.remove_host_ports(sandbox_id)?;
         tracing::debug!(sandbox_id, ?released, "sandbox detached");
         Ok(())
     }
@@ -569,6 +574,7 @@ impl PodNetwork {
             cmd::run("iptables", &["-w", "-t", "nat", "-F", NAT_CHAIN])?;
             cmd::run("iptables", &["-w", "-t", "nat", "-X", NAT_CHAIN])?;
         }
+        hostport::cleanup(&config.state_dir)?;
         Ipam::remove_state(&config.state_dir)
     }
 }
