@@ -14,10 +14,11 @@ mod net;
 mod support;
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, NODE, NODE_IP, SKIFF};
+use cluster::{Cluster, NODE, NODE_IP};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
