@@ -132,6 +132,11 @@ impl Server {
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The server process's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for Server {

@@ -294,6 +294,12 @@ fn attempts_of(
                 message: std::fs::read_to_string(termination_log(termination_logs, name, attempt))
                     .ok(),
             },
+            // The process is gone but its monitor has not recorded how yet: not decided
+            // until it has (the exit waiter wakes the worker then) — unless the monitor is gone
+            // too and never will.
+            (ContainerStatus::Stopped, None) if monitor_alive(r) => {
+                AttemptState::Running { started }
+            }
             (ContainerStatus::Stopped, None) => AttemptState::Exited {
                 started,
                 exit: skiff_runtime::container::ExitStatus {
@@ -328,6 +334,10 @@ fn attempts_of(
         list.sort_by_key(|a| a.attempt);
     }
     out
+}
+
+fn monitor_alive(r: &ContainerState) -> bool {
+    r.stored.monitor_pid > 0 && Path::new(&format!("/proc/{}", r.stored.monitor_pid)).exists()
 }
 
 fn termination_log(dir: &Path, container: &str, attempt: u32) -> PathBuf {
