@@ -4,7 +4,7 @@
 //! happens (a node added or changed, a pod deleted) or after a while regardless.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,8 +73,13 @@ pub struct SchedulingQueue {
     active_keys: HashMap<String, u64>,
     backoff: HashMap<String, Waiting>,
     unschedulable: HashMap<String, Waiting>,
-    /// Pods popped and not yet done with (a scheduling cycle or binding is in flight).
-    in_flight: HashSet<String>,
+    /// Pods popped and not yet done with (a scheduling cycle or binding is in flight), with
+    /// the events seen before they were popped.
+    in_flight: HashMap<String, u64>,
+    /// Cluster events so far, each with the plugins it may help (upstream's in-flight events):
+    /// a pod found unschedulable after an event that could help it, seen while its cycle ran,
+    /// must not wait for the next one.
+    events: Vec<ClusterEvent>,
     /// Attempts so far per pod, for the backoff length.
     attempts: HashMap<String, u32>,
     seq: u64,
@@ -88,7 +93,8 @@ impl SchedulingQueue {
             active_keys: HashMap::new(),
             backoff: HashMap::new(),
             unschedulable: HashMap::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            events: Vec::new(),
             attempts: HashMap::new(),
             seq: 0,
         }
@@ -114,7 +120,7 @@ impl SchedulingQueue {
     /// flight are left alone (their cycle decides).
     pub fn update(&mut self, pod: Arc<PodInfo>) {
         let key = pod.key();
-        if self.in_flight.contains(&key) {
+        if self.in_flight.contains_key(&key) {
             return;
         }
         let waiting = self
@@ -154,7 +160,7 @@ impl SchedulingQueue {
             *attempts += 1;
             let mut pod = entry.pod;
             pod.attempts = *attempts;
-            self.in_flight.insert(key);
+            self.in_flight.insert(key, self.events.len() as u64);
             return Some(pod);
         }
         None
@@ -164,12 +170,45 @@ impl SchedulingQueue {
     pub fn done(&mut self, key: &str) {
         self.in_flight.remove(key);
         self.attempts.remove(key);
+        self.trim_events();
     }
 
-    /// No node fitted: park the pod until an event the rejecting `plugins` care about.
+    /// Forgets the events no pod in flight can have missed: all of them when nothing is in
+    /// flight, else (now and then, as it costs a pass over the pods in flight) those from
+    /// before the oldest cycle.
+    fn trim_events(&mut self) {
+        if self.in_flight.is_empty() {
+            self.events.clear();
+            return;
+        }
+        if self.events.len() < 1024 {
+            return;
+        }
+        let oldest = self.in_flight.values().copied().min().unwrap_or(0);
+        let drop = usize::try_from(oldest).unwrap_or(0).min(self.events.len());
+        if drop == 0 {
+            return;
+        }
+        self.events.drain(..drop);
+        for seen in self.in_flight.values_mut() {
+            *seen -= drop as u64;
+        }
+    }
+
+    /// No node fitted: park the pod until an event the rejecting `plugins` care about — or,
+    /// if such an event came while its cycle ran (the cycle saw the cluster before it), retry
+    /// after the backoff.
     pub fn add_unschedulable(&mut self, pod: QueuedPod, plugins: Vec<&'static str>) {
         let key = pod.info.key();
-        self.in_flight.remove(&key);
+        let seen = self.in_flight.remove(&key).unwrap_or(self.events.len() as u64);
+        let missed = self.events[usize::try_from(seen).unwrap_or(usize::MAX).min(self.events.len())..]
+            .iter()
+            .any(|e| event_may_help(*e, &plugins));
+        self.trim_events();
+        if missed {
+            self.add_backoff(pod);
+            return;
+        }
         let now = Instant::now();
         self.unschedulable.insert(
             key,
@@ -186,6 +225,7 @@ impl SchedulingQueue {
     pub fn add_backoff(&mut self, pod: QueuedPod) {
         let key = pod.info.key();
         self.in_flight.remove(&key);
+        self.trim_events();
         let now = Instant::now();
         self.backoff.insert(
             key,
@@ -201,6 +241,9 @@ impl SchedulingQueue {
     /// Something changed in the cluster: unschedulable pods that it may help move to backoff
     /// (or straight to active once their backoff is over).
     pub fn on_event(&mut self, event: ClusterEvent) {
+        if !self.in_flight.is_empty() {
+            self.events.push(event);
+        }
         let now = Instant::now();
         let keys: Vec<String> = self
             .unschedulable
@@ -257,7 +300,7 @@ impl SchedulingQueue {
         self.unschedulable.len()
     }
     pub fn is_in_flight(&self, key: &str) -> bool {
-        self.in_flight.contains(key)
+        self.in_flight.contains_key(key)
     }
 
     fn push_active(&mut self, pod: QueuedPod) {
@@ -362,6 +405,30 @@ mod tests {
         q.flush(next);
         let p = q.pop().expect("back in active");
         assert_eq!(p.attempts, 2);
+    }
+
+    #[test]
+    fn an_event_during_the_cycle_is_not_missed() {
+        let mut q = queue();
+        q.add(info("p", 0));
+        q.add(info("q", 0));
+        let p = q.pop().expect("p");
+        // A node changes while p's cycle runs on the snapshot from before.
+        q.on_event(ClusterEvent::NodeAdded);
+        q.add_unschedulable(p, vec!["TaintToleration"]);
+        assert_eq!(q.unschedulable_len(), 0, "the change may have helped: retry");
+        assert_eq!(q.backoff_len(), 1);
+        // An event that cannot help parks the pod as before.
+        let r = q.pop().expect("q");
+        q.on_event(ClusterEvent::PodDeleted);
+        q.add_unschedulable(r, vec!["NodeAffinity"]);
+        assert_eq!(q.unschedulable_len(), 1);
+        // Events from before a pod was popped do not count for it.
+        q.add(info("s", 0));
+        q.on_event(ClusterEvent::NodeAdded);
+        let s2 = q.pop().expect("s");
+        q.add_unschedulable(s2, vec!["TaintToleration"]);
+        assert_eq!(q.unschedulable_len(), 1, "s saw the node already");
     }
 
     #[test]
