@@ -200,8 +200,13 @@ impl SchedulingQueue {
     /// after the backoff.
     pub fn add_unschedulable(&mut self, pod: QueuedPod, plugins: Vec<&'static str>) {
         let key = pod.info.key();
-        let seen = self.in_flight.remove(&key).unwrap_or(self.events.len() as u64);
-        let missed = self.events[usize::try_from(seen).unwrap_or(usize::MAX).min(self.events.len())..]
+        let seen = self
+            .in_flight
+            .remove(&key)
+            .unwrap_or(self.events.len() as u64);
+        let missed = self.events[usize::try_from(seen)
+            .unwrap_or(usize::MAX)
+            .min(self.events.len())..]
             .iter()
             .any(|e| event_may_help(*e, &plugins));
         self.trim_events();
@@ -416,7 +421,11 @@ mod tests {
         // A node changes while p's cycle runs on the snapshot from before.
         q.on_event(ClusterEvent::NodeAdded);
         q.add_unschedulable(p, vec!["TaintToleration"]);
-        assert_eq!(q.unschedulable_len(), 0, "the change may have helped: retry");
+        assert_eq!(
+            q.unschedulable_len(),
+            0,
+            "the change may have helped: retry"
+        );
         assert_eq!(q.backoff_len(), 1);
         // An event that cannot help parks the pod as before.
         let r = q.pop().expect("q");
