@@ -55,6 +55,50 @@ impl Sources {
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
+
+    /// The keys and values of a ConfigMap or Secret: `None` when it is missing and
+    /// `optional`; a missing required one is upstream's `configmap "x" not found`.
+    pub async fn entries(
+        &mut self,
+        kind: SourceKind,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<Vec<(String, Vec<u8>)>>, String> {
+        let found = match kind {
+            SourceKind::ConfigMap => self.config_map(name).await?.map(config_map_entries),
+            SourceKind::Secret => self.secret(name).await?.map(secret_entries),
+        };
+        match found {
+            Some(entries) => Ok(Some(entries)),
+            None if optional => Ok(None),
+            None => Err(format!("{} {name:?} not found", kind.noun())),
+        }
+    }
+}
+
+/// Where env values and volume files come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    ConfigMap,
+    Secret,
+}
+
+impl SourceKind {
+    /// As upstream's messages spell it in lower case.
+    pub fn noun(self) -> &'static str {
+        match self {
+            SourceKind::ConfigMap => "configmap",
+            SourceKind::Secret => "secret",
+        }
+    }
+
+    /// The kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            SourceKind::ConfigMap => "ConfigMap",
+            SourceKind::Secret => "Secret",
+        }
+    }
 }
 
 /// A ConfigMap's keys and values (binaryData as lossy UTF-8, for env).
@@ -258,36 +302,30 @@ pub async fn container_env(
     let ns = sources.namespace().to_string();
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            let optional = r.optional.unwrap_or(false);
-            match sources.config_map(&r.name).await? {
-                Some(cm) => {
-                    for (k, v) in config_map_entries(cm) {
-                        set(
-                            &mut env,
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v).into(),
-                        );
-                    }
-                }
-                None if optional => {}
-                None => return Err(format!("configmap {:?} not found", r.name)),
-            }
-        }
-        if let Some(r) = &from.secret_ref {
-            let optional = r.optional.unwrap_or(false);
-            match sources.secret(&r.name).await? {
-                Some(s) => {
-                    for (k, v) in secret_entries(s) {
-                        set(
-                            &mut env,
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v).into(),
-                        );
-                    }
-                }
-                None if optional => {}
-                None => return Err(format!("secret {:?} not found", r.name)),
+        let refs = [
+            (
+                SourceKind::ConfigMap,
+                from.config_map_ref.as_ref().map(|r| (&r.name, r.optional)),
+            ),
+            (
+                SourceKind::Secret,
+                from.secret_ref.as_ref().map(|r| (&r.name, r.optional)),
+            ),
+        ];
+        for (kind, reference) in refs {
+            let Some((name, optional)) = reference else {
+                continue;
+            };
+            for (k, v) in sources
+                .entries(kind, name, optional.unwrap_or(false))
+                .await?
+                .unwrap_or_default()
+            {
+                set(
+                    &mut env,
+                    format!("{prefix}{k}"),
+                    String::from_utf8_lossy(&v).into(),
+                );
             }
         }
     }
@@ -301,40 +339,29 @@ pub async fn container_env(
                     .map(|(_, v)| v.clone())
             })
         } else if let Some(from) = &e.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                let optional = r.optional.unwrap_or(false);
-                match sources.config_map(&r.name).await? {
-                    Some(cm) => match config_map_entries(cm)
-                        .into_iter()
-                        .find(|(k, _)| *k == r.key)
-                    {
-                        Some((_, v)) => String::from_utf8_lossy(&v).into(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {ns}/{}",
-                                r.key, r.name
-                            ));
-                        }
-                    },
+            let key_ref = from
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| (SourceKind::ConfigMap, &r.name, &r.key, r.optional))
+                .or_else(|| {
+                    from.secret_key_ref
+                        .as_ref()
+                        .map(|r| (SourceKind::Secret, &r.name, &r.key, r.optional))
+                });
+            if let Some((kind, name, key, optional)) = key_ref {
+                let optional = optional.unwrap_or(false);
+                let Some(entries) = sources.entries(kind, name, optional).await? else {
+                    continue;
+                };
+                match entries.into_iter().find(|(k, _)| k == key) {
+                    Some((_, v)) => String::from_utf8_lossy(&v).into(),
                     None if optional => continue,
-                    None => return Err(format!("configmap {:?} not found", r.name)),
-                }
-            } else if let Some(r) = &from.secret_key_ref {
-                let optional = r.optional.unwrap_or(false);
-                match sources.secret(&r.name).await? {
-                    Some(s) => match secret_entries(s).into_iter().find(|(k, _)| *k == r.key) {
-                        Some((_, v)) => String::from_utf8_lossy(&v).into(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {ns}/{}",
-                                r.key, r.name
-                            ));
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(format!("secret {:?} not found", r.name)),
+                    None => {
+                        return Err(format!(
+                            "couldn't find key {key} in {} {ns}/{name}",
+                            kind.kind()
+                        ));
+                    }
                 }
             } else if let Some(f) = &from.field_ref {
                 field_value(pod, &f.field_path)?

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
 use nix::mount::{MntFlags, MsFlags};
 
-use super::env::{self, Sources};
+use super::env::{self, SourceKind, Sources};
 
 pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The volume name Skiff uses for the service-account directory it adds.
@@ -130,17 +130,15 @@ async fn setup_one(
     if let Some(cm) = &v.config_map {
         let dir = plugin_dir(pod_dir, "kubernetes.io~configmap", &v.name);
         let mode = cm.default_mode.map_or(0o644, |m| m as u32);
-        let payload = match sources.config_map(&cm.name).await? {
-            Some(found) => select(
-                env::config_map_entries(found),
-                cm.items.as_deref(),
-                mode,
-                "configmap",
-                &cm.name,
-            )?,
-            None if cm.optional.unwrap_or(false) => Payload::new(),
-            None => return Err(format!("configmap {:?} not found", cm.name)),
-        };
+        let payload = source_files(
+            sources,
+            SourceKind::ConfigMap,
+            &cm.name,
+            cm.items.as_deref(),
+            mode,
+            cm.optional,
+        )
+        .await?;
         write_atomic(&dir, &payload).map_err(|e| format!("writing {}: {e}", dir.display()))?;
         return Ok(dir);
     }
@@ -148,17 +146,15 @@ async fn setup_one(
         let dir = plugin_dir(pod_dir, "kubernetes.io~secret", &v.name);
         let name = s.secret_name.clone().unwrap_or_default();
         let mode = s.default_mode.map_or(0o644, |m| m as u32);
-        let payload = match sources.secret(&name).await? {
-            Some(found) => select(
-                env::secret_entries(found),
-                s.items.as_deref(),
-                mode,
-                "secret",
-                &name,
-            )?,
-            None if s.optional.unwrap_or(false) => Payload::new(),
-            None => return Err(format!("secret {name:?} not found")),
-        };
+        let payload = source_files(
+            sources,
+            SourceKind::Secret,
+            &name,
+            s.items.as_deref(),
+            mode,
+            s.optional,
+        )
+        .await?;
         write_atomic(&dir, &payload).map_err(|e| format!("writing {}: {e}", dir.display()))?;
         return Ok(dir);
     }
@@ -186,30 +182,30 @@ async fn setup_one(
         let mut payload = Payload::new();
         for source in p.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
-                match sources.config_map(&cm.name).await? {
-                    Some(found) => payload.extend(select(
-                        env::config_map_entries(found),
+                payload.extend(
+                    source_files(
+                        sources,
+                        SourceKind::ConfigMap,
+                        &cm.name,
                         cm.items.as_deref(),
                         mode,
-                        "configmap",
-                        &cm.name,
-                    )?),
-                    None if cm.optional.unwrap_or(false) => {}
-                    None => return Err(format!("configmap {:?} not found", cm.name)),
-                }
+                        cm.optional,
+                    )
+                    .await?,
+                );
             }
             if let Some(s) = &source.secret {
-                match sources.secret(&s.name).await? {
-                    Some(found) => payload.extend(select(
-                        env::secret_entries(found),
+                payload.extend(
+                    source_files(
+                        sources,
+                        SourceKind::Secret,
+                        &s.name,
                         s.items.as_deref(),
                         mode,
-                        "secret",
-                        &s.name,
-                    )?),
-                    None if s.optional.unwrap_or(false) => {}
-                    None => return Err(format!("secret {:?} not found", s.name)),
-                }
+                        s.optional,
+                    )
+                    .await?,
+                );
             }
             if let Some(d) = &source.downward_api {
                 for item in d.items.iter().flatten() {
@@ -260,6 +256,24 @@ fn downward_item(
         );
     }
     Ok(String::new())
+}
+
+/// The files a configMap or secret source contributes (none when it is missing and optional).
+async fn source_files(
+    sources: &mut Sources,
+    kind: SourceKind,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    mode: u32,
+    optional: Option<bool>,
+) -> Result<Payload, String> {
+    match sources
+        .entries(kind, name, optional.unwrap_or(false))
+        .await?
+    {
+        Some(entries) => select(entries, items, mode, kind.noun(), name),
+        None => Ok(Payload::new()),
+    }
 }
 
 /// The files of a configMap/secret volume: all keys, or the listed items.
