@@ -1898,3 +1898,75 @@ fn capabilities_added_and_dropped() {
     assert_eq!(kv["chown"], "allowed");
     env.delete_and_check("defaults", false);
 }
+
+/// A multi-threaded caller (this test binary, like the node agent) gets its monitors forked by
+/// one spawner process per helper binary instead of exec'ing the helper for each; a spawner
+/// that dies is replaced, and containers keep being created.
+#[test]
+fn monitors_come_from_one_spawner_which_is_replaced_when_it_dies() {
+    let Some(env) = Env::new("spawner") else {
+        return;
+    };
+    // A helper path of this test's own, so that its spawner is not the other tests'.
+    let helper = env.path().join("helper");
+    symlink(SKIFF, &helper).expect("symlink the helper");
+    let runtime = Runtime::new(RuntimeConfig {
+        helper_binary: helper.clone(),
+        ..env.runtime.config().clone()
+    });
+    let wanted_cmdline = format!("{}\0__skiff_runtime\0spawner\0", helper.display());
+    let spawners = || -> Vec<i32> {
+        let me = std::process::id().to_string();
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let live_child = fields.first().is_some_and(|s| *s != "Z")
+                && fields.get(1).is_some_and(|ppid| *ppid == me);
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if live_child && cmdline == wanted_cmdline.as_bytes() {
+                found.push(pid);
+            }
+        }
+        found
+    };
+    let run = |id: &str| {
+        runtime
+            .create_and_start(id, env.options(id, &["true"]))
+            .unwrap_or_else(|e| panic!("create_and_start {id}: {e}"));
+        let exit = runtime
+            .wait_timeout(id, Some(WAIT))
+            .unwrap_or_else(|e| panic!("wait {id}: {e}"));
+        assert_eq!(exit.code, 0, "{id}: {}", env.raw_log(id));
+    };
+
+    run("one");
+    let first = spawners();
+    assert_eq!(first.len(), 1, "one spawner for the helper: {first:?}");
+    run("two");
+    assert_eq!(spawners(), first, "the same spawner forks every monitor");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first[0]),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill the spawner");
+    let deadline = Instant::now() + WAIT;
+    while spawners() == first {
+        assert!(Instant::now() < deadline, "the spawner did not die");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run("three");
+    let second = spawners();
+    assert_eq!(second.len(), 1, "a new spawner: {second:?}");
+    assert_ne!(second, first, "the dead spawner was replaced");
+    for id in ["one", "two", "three"] {
+        env.delete_and_check(id, false);
+    }
+}

@@ -17,8 +17,12 @@ pub fn dispatch() -> Option<i32> {
     let payload = args.next().unwrap_or_default();
     Some(match role.as_str() {
         "monitor" => crate::container::run_monitor_process(&payload),
+        crate::container::MONITOR_SYNC_ON_STDOUT => {
+            crate::container::run_monitor_process_sync_on_stdout(&payload)
+        }
         "exec" => crate::container::run_exec_process(&payload),
         "pause" => crate::sandbox::pause(),
+        crate::container::SPAWNER_ROLE => crate::container::run_spawner(),
         other => {
             eprintln!("skiff: unknown runtime process role {other:?}");
             2

@@ -12,6 +12,9 @@ use super::{Cgroup, CgroupError, CgroupStats, V1Mounts};
 const CPUSET: usize = 2;
 const MEMORY: usize = 3;
 
+/// The v1 flag that makes the kernel copy a cpuset's cpus and mems into its new children.
+const CLONE_CHILDREN: &str = "cgroup.clone_children";
+
 /// How long `kill_all` waits for the freezer to report FROZEN before signalling anyway.
 const FREEZE_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -35,7 +38,10 @@ pub(super) fn create(v1: &V1Mounts, dirs: &[PathBuf], rel: &str) -> Result<(), C
 }
 
 /// A new cpuset starts with empty `cpuset.cpus`/`cpuset.mems` (no task can join it): give each
-/// new level its parent's values (the nearest ancestor that has some).
+/// new level its parent's values (the nearest ancestor that has some), and set
+/// `cgroup.clone_children` so that the kernel copies them into the levels below by itself.
+/// Writing `cpuset.cpus` of a load-balanced cpuset rebuilds the scheduler domains, a cost every
+/// pod and container would otherwise pay; with the copy, only the first levels do.
 fn copy_cpuset_down(mount: &Path, created: &[PathBuf]) -> Result<(), CgroupError> {
     let Some(first) = created.first() else {
         return Ok(());
@@ -55,7 +61,16 @@ fn copy_cpuset_down(mount: &Path, created: &[PathBuf]) -> Result<(), CgroupError
             continue;
         }
         for level in created {
-            fsutil::write(&level.join(file), &value)?;
+            let copied = fsutil::read_to_string(&level.join(file))?;
+            if copied.trim().is_empty() {
+                fsutil::write(&level.join(file), &value)?;
+            }
+        }
+    }
+    for level in created {
+        // Best effort: without it, the levels below get the values written as above.
+        if let Err(error) = fsutil::write(&level.join(CLONE_CHILDREN), "1") {
+            tracing::debug!(%error, "setting cgroup.clone_children");
         }
     }
     Ok(())

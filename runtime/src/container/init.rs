@@ -84,11 +84,74 @@ pub(super) fn container_init(context: InitContext) -> ! {
         unsafe { libc::close(fd) };
         drop(fifo);
     }
+    if runs_own_pause(&ready.path, &ready.argv) {
+        own_pause(&ready.argv)
+    }
     let argv = pointer_array(&ready.argv);
     let envp = pointer_array(&ready.envp);
     // SAFETY: null-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(ready.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     fail_after_ready("exec")
+}
+
+/// Whether the process to exec is the runtime's own pause (a pod sandbox): this process already
+/// is that binary, so it can pause here and spare every sandbox an exec of it.
+fn runs_own_pause(path: &CString, argv: &[CString]) -> bool {
+    let arg = |i: usize| argv.get(i).map(|a| a.as_bytes());
+    if arg(1) != Some(crate::reexec::MARKER.as_bytes()) || arg(2) != Some(b"pause".as_slice()) {
+        return false;
+    }
+    let program = Path::new(std::ffi::OsStr::from_bytes(path.as_bytes()));
+    match (
+        std::fs::metadata(program),
+        std::fs::metadata("/proc/self/exe"),
+    ) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            a.dev() == b.dev() && a.ino() == b.ino()
+        }
+        _ => false,
+    }
+}
+
+/// Becomes the pause process without an exec: first closes what an exec would have closed
+/// (every descriptor of the monitor's beyond stdio is close-on-exec).
+fn own_pause(argv: &[CString]) -> ! {
+    // SAFETY: closing descriptors this process owns; nothing here uses them any more.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    show_command_line(argv);
+    exit(crate::sandbox::pause())
+}
+
+/// Makes /proc/self/cmdline (what `ps` in the pod shows as PID 1) read as the pause command
+/// rather than the monitor's, by rewriting the argument area in place as setproctitle does.
+fn show_command_line(argv: &[CString]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which is in parentheses and may hold anything: the
+    // argument area is fields 48 and 49 of proc(5), counting from 1 with the pid.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| a.as_bytes_with_nul())
+        .copied()
+        .collect();
+    if start == 0 || end <= start || wanted.len() > end - start {
+        return;
+    }
+    // SAFETY: [start, end) is this process's own argument area on its stack, which nothing
+    // reads any more (the monitor's arguments were parsed long ago).
+    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    area.fill(0);
+    area[..wanted.len()].copy_from_slice(&wanted);
 }
 
 /// After the monitor was told we are ready, stderr (the container's log) is the only channel.

@@ -18,6 +18,7 @@ mod exec;
 mod init;
 mod monitor;
 pub mod rootfs;
+mod spawner;
 mod state;
 
 use std::collections::BTreeMap;
@@ -37,7 +38,10 @@ pub use exec::{ExecOptions, ExecProcess};
 pub use state::{ContainerState, ContainerStatus, ExitStatus, StoredState};
 
 pub(crate) use exec::run_exec_process;
-pub(crate) use monitor::run_monitor_process;
+pub(crate) use monitor::{
+    MONITOR_SYNC_ON_STDOUT, run_monitor_process, run_monitor_process_sync_on_stdout,
+};
+pub(crate) use spawner::{SPAWNER_ROLE, run_spawner};
 
 /// Where the runtime keeps its state and data, and how it re-executes itself.
 #[derive(Debug, Clone)]

@@ -52,30 +52,42 @@ pub(super) fn spawn(runtime: &Runtime, request: &MonitorRequest) -> Result<i32, 
                 wait_pid(child);
             }
         }
+    } else if !matches!(request.stdio, StdioConfig::Inherit)
+        && super::spawner::spawn_monitor(&runtime.config().helper_binary, request, &write_end)
+            .is_ok()
+    {
+        drop(write_end);
     } else {
         let json = serde_json::to_string(request)
             .map_err(|e| RuntimeError::Sys(format!("encoding monitor request: {e}")))?;
         let mut command = std::process::Command::new(&runtime.config().helper_binary);
-        command.args([crate::reexec::MARKER, "monitor", &json]);
-        command.stdin(Stdio::null());
+        command.stdin(Stdio::null()).stderr(Stdio::inherit());
         if matches!(request.stdio, StdioConfig::Inherit) {
-            command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+            command.args([crate::reexec::MARKER, "monitor", &json]);
+            command.stdout(Stdio::inherit());
+            let sync_fd = write_end.as_raw_fd();
+            // SAFETY: dup2 is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::dup2(sync_fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         } else {
-            command.stdout(Stdio::null()).stderr(Stdio::inherit());
-        }
-        let sync_fd = write_end.as_raw_fd();
-        // SAFETY: dup2 is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::dup2(sync_fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            // The verdict comes back on the helper's stdout: with no `pre_exec`, the standard
+            // library spawns with posix_spawn (vfork) instead of copying this whole process.
+            command.args([crate::reexec::MARKER, MONITOR_SYNC_ON_STDOUT, &json]);
+            let sync = write_end.try_clone().map_err(|e| {
+                RuntimeError::io(&runtime.config().helper_binary, "starting the monitor", e)
+            })?;
+            command.stdout(Stdio::from(sync));
         }
         let mut child = command.spawn().map_err(|e| {
             RuntimeError::io(&runtime.config().helper_binary, "starting the monitor", e)
         })?;
+        drop(command);
         drop(write_end);
         let _ = child.wait();
     }
@@ -102,11 +114,37 @@ pub(super) fn spawn(runtime: &Runtime, request: &MonitorRequest) -> Result<i32, 
 
 use std::fs::File;
 
+/// The re-executed helper's role when its verdict goes to stdout rather than fd 3.
+pub(crate) const MONITOR_SYNC_ON_STDOUT: &str = "monitor-stdout";
+
+/// Entry of a re-executed monitor whose verdict goes to stdout (see [`spawn`]): moves the
+/// verdict pipe off fd 1 and puts /dev/null there.
+pub(crate) fn run_monitor_process_sync_on_stdout(json: &str) -> i32 {
+    // SAFETY: duplicating and replacing this process's own stdout before anything uses it.
+    let sync = unsafe {
+        let moved = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if moved < 0 {
+            return 1;
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::close(null);
+        }
+        OwnedFd::from_raw_fd(moved)
+    };
+    run_monitor_with(json, sync)
+}
+
 /// Entry of a re-executed monitor: the verdict goes to fd 3.
 pub(crate) fn run_monitor_process(json: &str) -> i32 {
     // SAFETY: fd 3 was set up by our parent for exactly this.
     let sync = unsafe { OwnedFd::from_raw_fd(3) };
     set_cloexec(sync.as_raw_fd());
+    run_monitor_with(json, sync)
+}
+
+fn run_monitor_with(json: &str, sync: OwnedFd) -> i32 {
     match serde_json::from_str::<MonitorRequest>(json) {
         Ok(request) => monitor_main(&request, sync),
         Err(e) => {
@@ -120,7 +158,7 @@ pub(crate) fn run_monitor_process(json: &str) -> i32 {
 }
 
 /// Detaches (new session, second fork so the caller can reap us at once) and monitors.
-fn monitor_main(request: &MonitorRequest, sync: OwnedFd) -> i32 {
+pub(super) fn monitor_main(request: &MonitorRequest, sync: OwnedFd) -> i32 {
     // SAFETY: plain system calls in a single-threaded process.
     unsafe {
         libc::setsid();
