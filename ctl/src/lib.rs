@@ -1,0 +1,110 @@
+//! skiffctl: Skiff's kubectl-like CLI. `Cli` is the whole command line; `run` connects
+//! through the kubeconfig and hands over to the command's module (one per verb, as
+//! kubectl's `pkg/cmd/<verb>`). Everything talks to the API server through kube-rs.
+
+pub mod api_resources;
+pub mod apply;
+pub mod create;
+pub mod delete;
+pub mod discovery;
+pub mod error;
+pub mod get;
+pub mod jsonpath;
+pub mod manifest;
+pub mod node;
+pub mod output;
+pub mod printer;
+pub mod progress;
+pub mod rollout;
+pub mod scale;
+pub mod session;
+pub mod version;
+
+use clap::{Parser, Subcommand};
+
+pub use error::{Error, Result};
+pub use session::{GlobalArgs, Session};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skiffctl",
+    about = "skiffctl controls a Skiff (or any Kubernetes) cluster, as kubectl does",
+    version
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply a configuration to resources by file name or stdin (server-side apply).
+    Apply(apply::ApplyArgs),
+    /// Create resources from files or stdin.
+    Create(create::CreateArgs),
+    /// Delete resources by file names, stdin, resources and names, or label selector.
+    Delete(delete::DeleteArgs),
+    /// Display one or many resources.
+    Get(get::GetArgs),
+    /// Set a new size for a Deployment, ReplicaSet or StatefulSet.
+    Scale(scale::ScaleArgs),
+    /// Manage the rollout of a Deployment.
+    Rollout(rollout::RolloutArgs),
+    /// Mark a node unschedulable.
+    Cordon(node::NodeArgs),
+    /// Mark a node schedulable again.
+    Uncordon(node::NodeArgs),
+    /// Cordon a node and evict its pods.
+    Drain(node::DrainArgs),
+    /// Print the client and server version information.
+    Version(version::VersionArgs),
+    /// Print the supported API resources on the server.
+    #[command(name = "api-resources")]
+    ApiResources(api_resources::ApiResourcesArgs),
+}
+
+/// Runs one command line; the process's exit code on success.
+pub async fn run(cli: Cli) -> Result<u8> {
+    if let Command::Version(args) = &cli.command
+        && args.client
+    {
+        return version::run_client_only(args);
+    }
+    let session = Session::connect(&cli.global).await?;
+    match cli.command {
+        Command::Apply(args) => apply::run(&session, args).await,
+        Command::Create(args) => create::run(&session, args).await,
+        Command::Delete(args) => delete::run(&session, args).await,
+        Command::Get(args) => get::run(&session, args).await,
+        Command::Scale(args) => scale::run(&session, args).await,
+        Command::Rollout(args) => rollout::run(&session, args).await,
+        Command::Cordon(args) => node::cordon(&session, args, true).await,
+        Command::Uncordon(args) => node::cordon(&session, args, false).await,
+        Command::Drain(args) => node::drain(&session, args).await,
+        Command::Version(args) => version::run(&session, args).await,
+        Command::ApiResources(args) => api_resources::run(&session, args).await,
+    }
+    .map(|()| 0)
+}
+
+/// Writes to stdout, turning a closed pipe (`skiffctl get … | head`) into an error instead
+/// of a panic.
+pub fn out(text: impl AsRef<str>) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_ref().as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: impl AsRef<str>) -> Result<()> {
+    out(format!("{}\n", text.as_ref()))
+}
+
+/// A line on stderr (kubectl's warnings and per-object errors).
+pub fn errln(text: impl AsRef<str>) {
+    eprintln!("{}", text.as_ref());
+}

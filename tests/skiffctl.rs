@@ -1,0 +1,576 @@
+//! skiffctl against a real `skiff server`: what it prints and its exit codes, compared
+//! where practical with real kubectl v1.35 against the same server in the same test (so the
+//! expected output is upstream's, not ours).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Backend, Server, kubectl_path};
+
+const SHOP: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+  labels:
+    app: web
+data:
+  greeting: hello
+---
+# A comment-only line before the object does not start a new document.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+        command: ["httpd", "-f"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+"#;
+
+/// What a command printed and how it exited.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs skiffctl or kubectl against one server, with a kubeconfig of its own.
+struct Cli {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    home: PathBuf,
+}
+
+impl Cli {
+    fn skiffctl(server: &Server) -> Cli {
+        Cli {
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_skiffctl")),
+            kubeconfig: server.kubeconfig.clone(),
+            home: server.data_dir().to_path_buf(),
+        }
+    }
+
+    fn kubectl(server: &Server) -> Cli {
+        Cli {
+            bin: kubectl_path(),
+            kubeconfig: server.kubeconfig.clone(),
+            home: server.data_dir().to_path_buf(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_stdin(args, None)
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("HOME", &self.home)
+            .env("KUBECACHEDIR", self.home.join("kube-cache"))
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().expect("run the CLI");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(input.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("CLI output");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and requires success; stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "{:?} {args:?} failed: {run:?}", self.bin);
+        run.stdout
+    }
+
+    /// Runs and requires exit code 1; stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, 1, "{:?} {args:?} should fail: {run:?}", self.bin);
+        run.stderr
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("manifest dir");
+    }
+    std::fs::write(&path, text).expect("write manifest");
+    path.to_string_lossy().into_owned()
+}
+
+/// skiffctl and kubectl print the same for `args` (stdout, stderr and exit code). Ages can
+/// tick between the two runs, so a difference is retried a few times before it counts.
+fn same_as_kubectl(server: &Server, args: &[&str]) -> Run {
+    let (ours, theirs) = (Cli::skiffctl(server), Cli::kubectl(server));
+    let mut last = None;
+    for _ in 0..4 {
+        let (a, b) = (ours.run(args), theirs.run(args));
+        if a.stdout == b.stdout && a.stderr == b.stderr && a.code == b.code {
+            return a;
+        }
+        last = Some((a, b));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (a, b) = last.expect("at least one run");
+    assert_eq!(
+        (a.code, a.stdout.as_str(), a.stderr.as_str()),
+        (b.code, b.stdout.as_str(), b.stderr.as_str()),
+        "skiffctl (left) and kubectl (right) differ for {args:?}"
+    );
+    a
+}
+
+/// Ages (`5s`, `2m3s`, `4h`) as `<age>`, for comparing with text checked in here.
+fn without_ages(text: &str) -> String {
+    let is_age = |w: &str| {
+        !w.is_empty()
+            && w.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && w.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
+            && w.chars().last().is_some_and(|c| "smhdy".contains(c))
+    };
+    text.lines()
+        .map(|line| {
+            line.split_whitespace()
+                .map(|w| if is_age(w) { "<age>" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn apply_says_created_configured_unchanged() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    let manifest = write(server.data_dir(), "shop.yaml", SHOP);
+
+    let out = ctl.ok(&["apply", "-f", &manifest]);
+    assert_eq!(
+        out,
+        "namespace/shop created\nconfigmap/settings created\ndeployment.apps/web created\nservice/web created\n"
+    );
+    let out = ctl.ok(&["apply", "-f", &manifest]);
+    assert_eq!(
+        out,
+        "namespace/shop unchanged\nconfigmap/settings unchanged\ndeployment.apps/web unchanged\nservice/web unchanged\n"
+    );
+
+    // One changed object among unchanged ones, read from stdin.
+    let changed = SHOP.replace("greeting: hello", "greeting: bonjour");
+    let run = ctl.run_stdin(&["apply", "-f", "-"], Some(&changed));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "namespace/shop unchanged\nconfigmap/settings configured\ndeployment.apps/web unchanged\nservice/web unchanged\n"
+    );
+    let greeting = ctl.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.greeting}",
+    ]);
+    assert_eq!(greeting, "bonjour");
+
+    // The fields are skiffctl's, applied server-side.
+    let managers = ctl.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager} {.metadata.managedFields[*].operation}",
+        "--show-managed-fields",
+    ]);
+    assert_eq!(managers, "skiffctl Apply");
+
+    // A directory: its YAML/JSON files in name order, subdirectories only with -R.
+    let dir = server.data_dir().join("tree");
+    write(
+        &dir,
+        "a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata: {k: v}\n",
+    );
+    write(
+        &dir,
+        "b.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}"#,
+    );
+    write(&dir, "notes.txt", "not a manifest");
+    write(
+        &dir,
+        "sub/c.yml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+    );
+    let dir = dir.to_string_lossy().into_owned();
+    assert_eq!(
+        ctl.ok(&["apply", "-f", &dir]),
+        "configmap/a created\nconfigmap/b created\n"
+    );
+    assert_eq!(
+        ctl.ok(&["apply", "-R", "-f", &dir]),
+        "configmap/a unchanged\nconfigmap/b unchanged\nconfigmap/c created\n"
+    );
+}
+
+#[test]
+fn apply_conflicts_are_forced_only_when_asked() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    let first = write(
+        server.data_dir(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\ndata:\n  k: one\n",
+    );
+    ctl.ok(&["apply", "-f", &first, "--field-manager", "someone-else"]);
+    let second = write(
+        server.data_dir(),
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\ndata:\n  k: two\n",
+    );
+    let err = ctl.fails(&["apply", "-f", &second]);
+    assert!(
+        err.starts_with("Error from server (Conflict): error when applying \"")
+            && err.contains("conflict"),
+        "{err}"
+    );
+    assert_eq!(
+        ctl.ok(&["apply", "-f", &second, "--force-conflicts"]),
+        "configmap/owned configured\n"
+    );
+}
+
+#[test]
+fn bad_manifests_name_file_document_line_and_column() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    // Document 2 starts on line 6; its `labels` line (11) is indented under a scalar.
+    let bad = write(
+        server.data_dir(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fine\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n  namespace: default\n   labels: {a: b}\n",
+    );
+    let err = ctl.fails(&["apply", "-f", &bad]);
+    let prefix = format!("error: error parsing {bad}: document 2, line 11, column ");
+    assert!(err.starts_with(&prefix), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Nothing of a file that does not parse is applied.
+    let err = ctl.fails(&["get", "ns", "fine"]);
+    assert_eq!(
+        err,
+        "Error from server (NotFound): namespaces \"fine\" not found\n"
+    );
+
+    let json = write(
+        server.data_dir(),
+        "bad.json",
+        "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"a\"}}\n{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"ConfigMap\",,\n}\n",
+    );
+    let err = ctl.fails(&["create", "-f", &json]);
+    assert_eq!(
+        err,
+        format!(
+            "error: error parsing {json}: document 2, line 4, column 23: key must be a string\n"
+        )
+    );
+
+    let kindless = write(
+        server.data_dir(),
+        "kindless.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n---\nmetadata:\n  name: y\n",
+    );
+    assert_eq!(
+        ctl.fails(&["apply", "-f", &kindless]),
+        format!(
+            "error: error validating \"{kindless}\": document 2 (line 6): error validating data: [apiVersion not set, kind not set]\n"
+        )
+    );
+
+    let unknown = write(
+        server.data_dir(),
+        "unknown.yaml",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n",
+    );
+    assert_eq!(
+        ctl.fails(&["apply", "-f", &unknown]),
+        format!(
+            "error: resource mapping not found for name: \"g\" namespace: \"\" from \"{unknown}\": no matches for kind \"Gadget\" in version \"example.com/v1\"\nensure CRDs are installed first\n"
+        )
+    );
+    assert_eq!(
+        ctl.fails(&["apply", "-f", "/nonexistent/x.yaml"]),
+        "error: the path \"/nonexistent/x.yaml\" does not exist\n"
+    );
+}
+
+#[test]
+fn server_errors_are_shown_as_kubectl_shows_them() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    let manifest = write(server.data_dir(), "shop.yaml", SHOP);
+    ctl.ok(&["create", "-f", &manifest]);
+
+    // Each already exists: every object's error, in kubectl's words, exit 1.
+    let run = same_as_kubectl(&server, &["create", "-f", &manifest]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.lines().next(),
+        Some(
+            format!(
+                "Error from server (AlreadyExists): error when creating \"{manifest}\": namespaces \"shop\" already exists"
+            )
+            .as_str()
+        )
+    );
+
+    for args in [
+        &["get", "pod", "nope"][..],
+        &["get", "deploy", "web", "nope", "-n", "shop"],
+        &["delete", "cm", "nope", "-n", "shop"],
+        &["get", "gizmos"],
+        &["get", "pods", "-n", "empty"],
+        &["get", "cm", "-n", "shop", "-l", "app=none"],
+    ] {
+        same_as_kubectl(&server, args);
+    }
+
+    // An invalid object: the server's validation message as it is.
+    let invalid = write(
+        server.data_dir(),
+        "invalid.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n",
+    );
+    let err = same_as_kubectl(&server, &["create", "-f", &invalid]).stderr;
+    assert!(
+        err.starts_with(
+            "The ConfigMap \"Not_Valid\" is invalid: metadata.name: Invalid value: \"Not_Valid\": "
+        ),
+        "{err}"
+    );
+    // Among other errors, the same in its standard form.
+    let two = write(
+        server.data_dir(),
+        "two.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_Valid\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: also_bad\n",
+    );
+    let err = same_as_kubectl(&server, &["create", "-f", &two]).stderr;
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(
+        err.starts_with(&format!("Error from server (Invalid): error when creating \"{two}\": ConfigMap \"Not_Valid\" is invalid: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn get_prints_what_kubectl_prints() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    let manifest = write(server.data_dir(), "shop.yaml", SHOP);
+    ctl.ok(&["apply", "-f", &manifest]);
+
+    for args in [
+        &["get", "ns"][..],
+        &["get", "cm", "-n", "shop"],
+        &[
+            "get",
+            "configmaps",
+            "settings",
+            "-n",
+            "shop",
+            "--no-headers",
+        ],
+        &["get", "deploy", "-n", "shop"],
+        &["get", "deployments.apps", "-n", "shop", "-o", "wide"],
+        &["get", "svc", "-A"],
+        &["get", "svc,cm", "-n", "shop"],
+        &["get", "deploy/web", "svc/web", "-n", "shop"],
+        &["get", "cm", "-A", "-l", "app=web"],
+        &[
+            "get",
+            "cm",
+            "-A",
+            "--field-selector",
+            "metadata.name=settings",
+        ],
+        &["get", "cm", "-n", "shop", "-o", "name"],
+        &["get", "cm,svc", "-n", "shop", "-o", "name"],
+        &["get", "ns", "-o", "jsonpath={.items[*].metadata.name}"],
+        &[
+            "get",
+            "deploy",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}{.spec.replicas}{\"\\n\"}{end}",
+        ],
+        &["get", "cm", "settings", "-n", "shop", "-o", "json"],
+        &["get", "cm", "settings", "-n", "shop", "-o", "yaml"],
+        &["get", "cm", "-n", "shop", "-o", "yaml"],
+    ] {
+        same_as_kubectl(&server, args);
+    }
+
+    // YAML quoting follows serde-saphyr's YAML 1.1-safe rules, which quote a few strings
+    // go-yaml leaves plain (an IP address): the same document, not always the same bytes.
+    let args = ["get", "svc", "web", "-n", "shop", "-o", "yaml"];
+    let parse = |text: &str| -> serde_json::Value { serde_saphyr::from_str(text).expect("YAML") };
+    assert_eq!(
+        parse(&ctl.ok(&args)),
+        parse(&Cli::kubectl(&server).ok(&args))
+    );
+
+    // And checked in, ages aside: the Deployment's wide row.
+    let out = ctl.ok(&["get", "deploy", "-n", "shop", "-o", "wide"]);
+    assert_eq!(
+        without_ages(&out),
+        "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR\n\
+         web 0/2 2 0 <age> web busybox:1.36 app=web"
+    );
+}
+
+#[test]
+fn delete_by_name_selector_file_and_cascade() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    let manifest = write(server.data_dir(), "shop.yaml", SHOP);
+    ctl.ok(&["apply", "-f", &manifest]);
+    let rs_of_web = || {
+        ctl.ok(&[
+            "get",
+            "rs",
+            "-n",
+            "shop",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+    };
+    eventually("the Deployment's ReplicaSet", || !rs_of_web().is_empty());
+
+    // Orphaning leaves the ReplicaSet behind.
+    let out = ctl.ok(&["delete", "deploy", "web", "-n", "shop", "--cascade=orphan"]);
+    assert_eq!(out, "deployment.apps \"web\" deleted from shop namespace\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!rs_of_web().is_empty());
+
+    // By label, waiting (the default) until they are gone.
+    let run = ctl.run(&["delete", "cm", "-l", "app=web", "-n", "shop"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "configmap \"settings\" deleted from shop namespace\n")
+    );
+    assert_eq!(
+        ctl.run(&["delete", "cm", "-l", "app=web", "-n", "shop"])
+            .stdout,
+        "No resources found\n"
+    );
+
+    // By file: what is left of it is deleted, what is gone already is NotFound, exit 1.
+    let leftovers = write(
+        server.data_dir(),
+        "leftovers.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: shop\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n",
+    );
+    let run = ctl.run(&["delete", "-f", &leftovers]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "service \"web\" deleted from shop namespace\n");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "Error from server (NotFound): error when deleting \"{leftovers}\": configmaps \"settings\" not found\n"
+        )
+    );
+
+    // Foreground: the Deployment goes only after its ReplicaSets and pods.
+    ctl.ok(&["apply", "-f", &manifest]);
+    eventually("a new ReplicaSet", || !rs_of_web().is_empty());
+    let out = ctl.ok(&["delete", "rs", "--all", "-n", "shop"]);
+    assert!(out.starts_with("replicaset.apps \""), "{out}");
+    eventually("the ReplicaSet recreated", || !rs_of_web().is_empty());
+    ctl.ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--cascade=foreground",
+        "--timeout=20s",
+    ]);
+    assert_eq!(rs_of_web(), "");
+    assert_eq!(ctl.ok(&["get", "pods", "-n", "shop", "-o", "name"]), "");
+
+    // The namespace, waiting until the namespace controller has emptied and removed it.
+    assert_eq!(
+        ctl.ok(&["delete", "ns", "shop", "--timeout=30s"]),
+        "namespace \"shop\" deleted\n"
+    );
+}
+
+/// Polls `f` every 100 ms for up to 20 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
