@@ -574,3 +574,362 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn get_watch_prints_rows_as_they_change() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    ctl.ok(&["apply", "-f", &write(server.data_dir(), "shop.yaml", SHOP)]);
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_skiffctl"))
+        .args(["--kubeconfig"])
+        .arg(&server.kubeconfig)
+        .args(["get", "cm", "-n", "shop", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("skiffctl get -w");
+    // The watch starts after the list; give it a moment before changing things.
+    std::thread::sleep(Duration::from_millis(1500));
+    let extra = write(
+        server.data_dir(),
+        "watched.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched-one\n  namespace: shop\n",
+    );
+    ctl.ok(&["apply", "-f", &extra]);
+    ctl.ok(&["delete", "-f", &extra]);
+    std::thread::sleep(Duration::from_millis(1000));
+    watcher.kill().expect("stop the watch");
+    let out = watcher.wait_with_output().expect("watch output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The table, then the new object's rows (added, deleted), aligned under the header.
+    assert_eq!(
+        without_ages(&text),
+        "NAME DATA AGE\nsettings 1 <age>\nwatched-one 0 <age>\nwatched-one 0 <age>",
+        "{text}"
+    );
+    // Widths are remembered from the table and grow for a longer name, as kubectl's do.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "NAME       DATA   AGE", "{text}");
+    assert!(lines[2].starts_with("watched-one   0      "), "{text}");
+}
+
+/// Plays the kubelet for every pod of `namespace`: marks them Running and Ready, so
+/// Deployments make progress without a node agent.
+async fn mark_pods_ready(client: kube::Client, namespace: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let Ok(list) = pods.list(&ListParams::default()).await else {
+        return;
+    };
+    for pod in list.items {
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let status = serde_json::json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+        ]}});
+        let name = pod.metadata.name.unwrap_or_default();
+        let _ = pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await;
+    }
+}
+
+#[test]
+fn scale_and_rollout_status_history_undo_restart() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    ctl.ok(&["apply", "-f", &write(server.data_dir(), "shop.yaml", SHOP)]);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let client = runtime.block_on(server.client());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kubelet = {
+        let stop = stop.clone();
+        let handle = runtime.handle().clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                handle.block_on(mark_pods_ready(client.clone(), "shop"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Not rolled out yet: the same one-shot status as kubectl's.
+    same_as_kubectl(
+        &server,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            "shop",
+            "--watch=false",
+        ],
+    );
+    let out = ctl.ok(&[
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=30s",
+    ]);
+    assert!(
+        out.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{out}"
+    );
+
+    assert_eq!(
+        ctl.ok(&["scale", "deploy", "web", "-n", "shop", "--replicas=3"]),
+        "deployment.apps/web scaled\n"
+    );
+    let err = ctl.fails(&[
+        "scale",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--replicas=1",
+        "--current-replicas=2",
+    ]);
+    assert_eq!(err, "error: Expected replicas to be 2, was 3\n");
+    ctl.ok(&[
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=30s",
+    ]);
+    let replicas = || {
+        ctl.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])
+    };
+    assert_eq!(replicas(), "3");
+
+    // A new image, then back. `scale` owns spec.replicas now: applying the manifest's
+    // replicas again is a conflict until forced (as with kubectl's server-side apply).
+    let updated = SHOP.replace("busybox:1.36", "busybox:1.37");
+    let run = ctl.run_stdin(&["apply", "-f", "-"], Some(&updated));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("conflict with \"skiffctl-scale\" using apps/v1: .spec.replicas"),
+        "{run:?}"
+    );
+    let run = ctl.run_stdin(&["apply", "-f", "-", "--force-conflicts"], Some(&updated));
+    assert!(
+        run.stdout.contains("deployment.apps/web configured"),
+        "{run:?}"
+    );
+    ctl.ok(&[
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=30s",
+    ]);
+    let history = same_as_kubectl(
+        &server,
+        &["rollout", "history", "deployment/web", "-n", "shop"],
+    );
+    assert_eq!(
+        history.stdout,
+        "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    assert_eq!(
+        ctl.ok(&["rollout", "undo", "deploy/web", "-n", "shop"]),
+        "deployment.apps/web rolled back\n"
+    );
+    let image = || {
+        ctl.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    };
+    assert_eq!(image(), "busybox:1.36");
+    ctl.ok(&[
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=30s",
+    ]);
+    // Revision 1 became 3; back to 2 by number; asking for the current one is a no-op.
+    assert_eq!(
+        ctl.ok(&[
+            "rollout",
+            "undo",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--to-revision=2"
+        ]),
+        "deployment.apps/web rolled back\n"
+    );
+    assert_eq!(image(), "busybox:1.37");
+    eventually("revision 4", || {
+        ctl.ok(&["rollout", "history", "deploy/web", "-n", "shop"])
+            .contains("\n4 ")
+    });
+    assert_eq!(
+        ctl.ok(&[
+            "rollout",
+            "undo",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--to-revision=4"
+        ]),
+        "deployment.apps/web skipped rollback (current template already matches revision 4)\n"
+    );
+    assert_eq!(
+        ctl.fails(&[
+            "rollout",
+            "undo",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--to-revision=9"
+        ]),
+        "error: unable to find specified revision 9 in history\n"
+    );
+
+    // Restart: a new ReplicaSet for the same template, stamped with the time.
+    assert_eq!(
+        ctl.ok(&["rollout", "restart", "deployment", "web", "-n", "shop"]),
+        "deployment.apps/web restarted\n"
+    );
+    let stamp = ctl.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations}",
+    ]);
+    assert!(
+        stamp.contains("kubectl.kubernetes.io/restartedAt"),
+        "{stamp}"
+    );
+    ctl.ok(&[
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "shop",
+        "--timeout=30s",
+    ]);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    kubelet.join().expect("the pretend kubelet");
+}
+
+#[test]
+fn cordon_uncordon_and_drain() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    // A node without an agent, and pods bound to it by name: one from a ReplicaSet, one
+    // bare, one of a DaemonSet (by its owner reference), one with emptyDir.
+    let node = write(
+        server.data_dir(),
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n",
+    );
+    ctl.ok(&["create", "-f", &node]);
+    let pod = |name: &str, owner: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n{owner}spec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: busybox\n{extra}---\n"
+        )
+    };
+    let owner = |kind: &str| {
+        format!(
+            "  ownerReferences:\n  - apiVersion: apps/v1\n    kind: {kind}\n    name: x\n    uid: 00000000-0000-0000-0000-00000000000{}\n    controller: true\n",
+            kind.len() % 10
+        )
+    };
+    let pods = [
+        pod("managed", &owner("ReplicaSet"), ""),
+        pod("bare", "", ""),
+        pod("daemon", &owner("DaemonSet"), ""),
+        pod(
+            "scratch",
+            &owner("ReplicaSet"),
+            "  volumes:\n  - name: tmp\n    emptyDir: {}\n",
+        ),
+    ]
+    .concat();
+    ctl.ok(&[
+        "create",
+        "-f",
+        &write(server.data_dir(), "pods.yaml", &pods),
+    ]);
+
+    assert_eq!(ctl.ok(&["cordon", "n1"]), "node/n1 cordoned\n");
+    let unschedulable = || ctl.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]);
+    assert_eq!(unschedulable(), "true");
+    assert_eq!(ctl.ok(&["cordon", "n1"]), "node/n1 already cordoned\n");
+    assert_eq!(ctl.ok(&["uncordon", "n1"]), "node/n1 uncordoned\n");
+    assert_eq!(unschedulable(), "");
+
+    // Refused, with every reason, and nothing evicted.
+    let run = ctl.run(&["drain", "n1", "--grace-period=0"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "node/n1 cordoned\n");
+    assert_eq!(
+        run.stderr.lines().next(),
+        Some(
+            "error: unable to drain node \"n1\" due to error: cannot delete Pods that declare no controller (use --force to override): default/bare, cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/daemon, cannot delete Pods with local storage (use --delete-emptydir-data to override): default/scratch, continuing command..."
+        ),
+        "{run:?}"
+    );
+    assert_eq!(
+        ctl.ok(&["get", "pods", "-o", "name"]),
+        "pod/bare\npod/daemon\npod/managed\npod/scratch\n"
+    );
+
+    let out = ctl.ok(&[
+        "drain",
+        "n1",
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--force",
+        "--grace-period=0",
+        "--timeout=20s",
+    ]);
+    assert_eq!(
+        out,
+        "node/n1 already cordoned\n\
+         evicting pod default/bare\n\
+         evicting pod default/managed\n\
+         evicting pod default/scratch\n\
+         pod/bare evicted\n\
+         pod/managed evicted\n\
+         pod/scratch evicted\n\
+         node/n1 drained\n"
+    );
+    assert_eq!(ctl.ok(&["get", "pods", "-o", "name"]), "pod/daemon\n");
+}

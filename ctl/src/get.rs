@@ -121,14 +121,14 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<()> {
             let several = targets.len() > 1 || args.show_kind;
             let mut printed_any = false;
             let mut last_table = Table::default();
+            // kubectl's tab writer remembers column widths, so watched rows line up with the
+            // table printed first.
+            let mut widths = Vec::new();
             for target in &targets {
-                if args.watch_only {
-                    break;
-                }
                 let (table, missing) =
                     fetch_table(session, target, namespace, &list_params).await?;
                 errors.extend(missing);
-                if !table.rows.is_empty() {
+                if !table.rows.is_empty() && !args.watch_only {
                     let options = PrintOptions {
                         wide: *wide,
                         with_namespace: args.all_namespaces && target.info.namespaced,
@@ -138,7 +138,10 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<()> {
                     if printed_any {
                         outln("")?;
                     }
-                    out(printer::tabwrite(&printer::table_lines(&table, &options)))?;
+                    out(printer::tabwrite_remembering(
+                        &printer::table_lines(&table, &options),
+                        &mut widths,
+                    ))?;
                     printed_any = true;
                 }
                 last_table = table;
@@ -151,10 +154,10 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<()> {
                     wide: *wide,
                     with_namespace: args.all_namespaces && target.info.namespaced,
                     kind_prefix: args.show_kind.then(|| target.info.kind_group()),
-                    no_headers: true,
+                    no_headers: !args.watch_only || args.no_headers,
                 };
-                let since = (!args.watch_only).then_some(last_table.resource_version);
-                watch_rows(session, target, namespace, &args, since, &options).await?;
+                let since = Some(last_table.resource_version);
+                watch_rows(session, target, namespace, &args, since, options, widths).await?;
             }
         }
         other => {
@@ -316,7 +319,8 @@ async fn watch_rows(
     namespace: Option<&str>,
     args: &GetArgs,
     since: Option<String>,
-    options: &PrintOptions,
+    mut options: PrintOptions,
+    mut widths: Vec<usize>,
 ) -> Result<()> {
     let api = session.api(&target.info, namespace);
     let mut params = WatchParams::default();
@@ -346,7 +350,12 @@ async fn watch_rows(
             }
         };
         let table = Table::from_json(&table);
-        out(printer::tabwrite(&printer::table_lines(&table, options)))?;
+        out(printer::tabwrite_remembering(
+            &printer::table_lines(&table, &options),
+            &mut widths,
+        ))?;
+        // The header, if any, comes once, with the first row.
+        options.no_headers = true;
     }
     Ok(())
 }

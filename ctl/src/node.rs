@@ -55,8 +55,15 @@ async fn set_unschedulable(api: &Api<Node>, name: &str, unschedulable: bool) -> 
         return Ok(format!("node/{name} already {word}"));
     }
     let patch = serde_json::json!({"spec": {"unschedulable": unschedulable.then_some(true)}});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
-        .await?;
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some("skiffctl-cordon".into()),
+            ..PatchParams::default()
+        },
+        &Patch::Strategic(&patch),
+    )
+    .await?;
     Ok(format!("node/{name} {word}"))
 }
 

@@ -131,6 +131,34 @@ pub fn tabwrite(lines: &[Vec<String>]) -> String {
     tabwrite_with(lines, 6, 3)
 }
 
+/// [`tabwrite`] for tables printed piece by piece (`get -w`): the column widths of earlier
+/// pieces are remembered and only grow, as in kubectl's fork of the tab writer.
+pub fn tabwrite_remembering(lines: &[Vec<String>], widths: &mut Vec<usize>) -> String {
+    const MIN_WIDTH: usize = 6;
+    const PADDING: usize = 3;
+    for line in lines {
+        let cells = line.len().saturating_sub(1);
+        if widths.len() < cells {
+            widths.resize(cells, MIN_WIDTH);
+        }
+        for (i, cell) in line.iter().take(cells).enumerate() {
+            widths[i] = widths[i].max(cell.chars().count() + PADDING);
+        }
+    }
+    let mut out = String::new();
+    for line in lines {
+        for (i, cell) in line.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < line.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// [`tabwrite`] with another minimum width and padding (kubectl's describers and
 /// `rollout history` use 0 and 2).
 pub fn tabwrite_with(lines: &[Vec<String>], min_width: usize, padding: usize) -> String {
@@ -260,6 +288,26 @@ mod tests {
             tabwriter("a\tb\tc\naaaa\tb\nx\tyyyy\tz\n", 0, 1),
             "a    b c\naaaa b\nx    yyyy z\n"
         );
+    }
+
+    #[test]
+    fn remembered_widths_only_grow() {
+        let mut widths = Vec::new();
+        let first = tabwrite_remembering(
+            &[
+                vec!["NAME".into(), "DATA".into(), "AGE".into()],
+                vec!["settings".into(), "1".into(), "5m".into()],
+            ],
+            &mut widths,
+        );
+        assert_eq!(first, "NAME       DATA   AGE\nsettings   1      5m\n");
+        let next = tabwrite_remembering(&[vec!["w".into(), "1".into(), "0s".into()]], &mut widths);
+        assert_eq!(next, "w          1      0s\n");
+        let longer = tabwrite_remembering(
+            &[vec!["a-much-longer-name".into(), "1".into(), "0s".into()]],
+            &mut widths,
+        );
+        assert_eq!(longer, "a-much-longer-name   1      0s\n");
     }
 
     #[test]

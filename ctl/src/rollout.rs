@@ -294,9 +294,16 @@ async fn undo(
     ]);
     let patch: json_patch::Patch =
         serde_json::from_value(patch).map_err(|e| Error::Other(e.to_string()))?;
-    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+    api.patch(name, &rollout_params(), &Patch::Json::<()>(patch))
         .await?;
     outln(format!("deployment.apps/{name} rolled back"))
+}
+
+fn rollout_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some("skiffctl-rollout".into()),
+        ..PatchParams::default()
+    }
 }
 
 async fn restart(api: &Api<Deployment>, name: &str) -> Result<()> {
@@ -308,7 +315,7 @@ async fn restart(api: &Api<Deployment>, name: &str) -> Result<()> {
     }
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: now}}}}});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+    api.patch(name, &rollout_params(), &Patch::Strategic(&patch))
         .await?;
     outln(format!("deployment.apps/{name} restarted"))
 }

@@ -59,8 +59,15 @@ pub async fn run(session: &Session, args: ScaleArgs) -> Result<()> {
                 patch["metadata"] =
                     serde_json::json!({"resourceVersion": current.metadata.resource_version});
             }
-            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            api.patch_scale(
+                name,
+                &PatchParams {
+                    field_manager: Some("skiffctl-scale".into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await?;
             outln(format!("{}/{name} scaled", target.info.kind_group()))?;
         }
     }
