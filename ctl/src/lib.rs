@@ -6,6 +6,7 @@ pub mod api_resources;
 pub mod apply;
 pub mod create;
 pub mod delete;
+pub mod describe;
 pub mod discovery;
 pub mod error;
 pub mod get;
@@ -46,6 +47,8 @@ pub enum Command {
     Create(create::CreateArgs),
     /// Delete resources by file names, stdin, resources and names, or label selector.
     Delete(delete::DeleteArgs),
+    /// Show details of a resource or group of resources, with their events.
+    Describe(describe::DescribeArgs),
     /// Display one or many resources.
     Get(get::GetArgs),
     /// Set a new size for a Deployment, ReplicaSet or StatefulSet.
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Apply(args) => apply::run(&session, args).await,
         Command::Create(args) => create::run(&session, args).await,
         Command::Delete(args) => delete::run(&session, args).await,
+        Command::Describe(args) => describe::run(&session, args).await,
         Command::Get(args) => get::run(&session, args).await,
         Command::Scale(args) => scale::run(&session, args).await,
         Command::Rollout(args) => rollout::run(&session, args).await,
