@@ -933,3 +933,70 @@ fn cordon_uncordon_and_drain() {
     );
     assert_eq!(ctl.ok(&["get", "pods", "-o", "name"]), "pod/daemon\n");
 }
+
+#[test]
+fn describe_prints_what_kubectl_prints() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    ctl.ok(&["apply", "-f", &write(server.data_dir(), "shop.yaml", SHOP)]);
+    // A node (no agent) with capacity, and a pod on it with requests and limits, an
+    // emptyDir, env from a ConfigMap and a probe.
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    node-role.kubernetes.io/control-plane: \"\"\nspec:\n  podCIDR: 10.244.1.0/24\n  podCIDRs: [10.244.1.0/24]\nstatus:\n  capacity: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n  allocatable: {cpu: \"4\", memory: 8Gi, pods: \"110\"}\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: busy\n  namespace: shop\n  labels: {app: busy, tier: x}\n  annotations: {note: hello}\nspec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: busybox:1.36\n    args: [sleep, \"3600\"]\n    ports: [{containerPort: 8080, name: http}]\n    env:\n    - {name: MODE, value: prod}\n    - name: GREETING\n      valueFrom: {configMapKeyRef: {name: settings, key: greeting}}\n    envFrom: [{configMapRef: {name: settings}}]\n    resources:\n      requests: {cpu: 250m, memory: 64Mi}\n      limits: {memory: 128Mi}\n    readinessProbe:\n      httpGet: {path: /healthz, port: 8080}\n    volumeMounts: [{name: scratch, mountPath: /scratch}]\n  volumes:\n  - name: scratch\n    emptyDir: {}\n";
+    ctl.ok(&["create", "-f", &write(server.data_dir(), "node.yaml", node)]);
+    ctl.ok(&["create", "-f", &write(server.data_dir(), "pod.yaml", pod)]);
+    eventually("the Deployment's ReplicaSet", || {
+        !ctl.ok(&["get", "rs", "-n", "shop", "-o", "name"])
+            .is_empty()
+    });
+    let rs = ctl.ok(&["get", "rs", "-n", "shop", "-o", "name"]);
+    let rs = rs.trim();
+    // Let the controllers and the scheduler settle, so both CLIs see the same objects.
+    std::thread::sleep(Duration::from_millis(1500));
+    for args in [
+        &["describe", "deployment", "web", "-n", "shop"][..],
+        &["describe", rs, "-n", "shop"],
+        &["describe", "svc", "web", "-n", "shop"],
+        &["describe", "pod", "busy", "-n", "shop"],
+        &["describe", "pods", "-n", "shop", "-l", "app=web"],
+        &["describe", "node", "n1"],
+        &["describe", "ns", "shop"],
+        &["describe", "deploy", "we", "-n", "shop"],
+        &["describe", "deploy,svc", "-n", "shop"],
+        &["describe", "svc", "nope", "-n", "shop"],
+        &["describe", "pods", "-n", "empty"],
+    ] {
+        same_as_kubectl(&server, args);
+    }
+
+    // And checked in, times and ages aside.
+    let out = ctl.ok(&["describe", "svc", "web", "-n", "shop"]);
+    let cluster_ip = ctl.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(
+        out.replace(&cluster_ip, "<ip>"),
+        "Name:                     web\n\
+         Namespace:                shop\n\
+         Labels:                   <none>\n\
+         Annotations:              <none>\n\
+         Selector:                 app=web\n\
+         Type:                     ClusterIP\n\
+         IP Family Policy:         SingleStack\n\
+         IP Families:              IPv4\n\
+         IP:                       <ip>\n\
+         IPs:                      <ip>\n\
+         Port:                     <unset>  80/TCP\n\
+         TargetPort:               8080/TCP\n\
+         Endpoints:                \n\
+         Session Affinity:         None\n\
+         Internal Traffic Policy:  Cluster\n\
+         Events:                   <none>\n"
+    );
+}

@@ -291,7 +291,7 @@ fn or_none(s: String) -> String {
 
 fn describe_probe(probe: &Value) -> String {
     let attrs = format!(
-        "delay={}s timeout={}s period={}s successThreshold={} failureThreshold={}",
+        "delay={}s timeout={}s period={}s #success={} #failure={}",
         int(probe, &["initialDelaySeconds"]),
         int(probe, &["timeoutSeconds"]),
         int(probe, &["periodSeconds"]),
