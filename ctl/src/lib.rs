@@ -9,8 +9,10 @@ pub mod delete;
 pub mod describe;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod get;
 pub mod jsonpath;
+pub mod logs;
 pub mod manifest;
 pub mod node;
 pub mod output;
@@ -51,6 +53,10 @@ pub enum Command {
     Describe(describe::DescribeArgs),
     /// Display one or many resources.
     Get(get::GetArgs),
+    /// Print the logs of a container in a pod.
+    Logs(logs::LogsArgs),
+    /// Execute a command in a container.
+    Exec(exec::ExecArgs),
     /// Set a new size for a Deployment, ReplicaSet or StatefulSet.
     Scale(scale::ScaleArgs),
     /// Manage the rollout of a Deployment.
@@ -76,21 +82,23 @@ pub async fn run(cli: Cli) -> Result<u8> {
         return version::run_client_only(args);
     }
     let session = Session::connect(&cli.global).await?;
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Apply(args) => apply::run(&session, args).await,
-        Command::Create(args) => create::run(&session, args).await,
-        Command::Delete(args) => delete::run(&session, args).await,
-        Command::Describe(args) => describe::run(&session, args).await,
-        Command::Get(args) => get::run(&session, args).await,
-        Command::Scale(args) => scale::run(&session, args).await,
-        Command::Rollout(args) => rollout::run(&session, args).await,
-        Command::Cordon(args) => node::cordon(&session, args, true).await,
-        Command::Uncordon(args) => node::cordon(&session, args, false).await,
-        Command::Drain(args) => node::drain(&session, args).await,
-        Command::Version(args) => version::run(&session, args).await,
-        Command::ApiResources(args) => api_resources::run(&session, args).await,
+        Command::Apply(args) => done(apply::run(&session, args).await),
+        Command::Create(args) => done(create::run(&session, args).await),
+        Command::Delete(args) => done(delete::run(&session, args).await),
+        Command::Describe(args) => done(describe::run(&session, args).await),
+        Command::Get(args) => done(get::run(&session, args).await),
+        Command::Logs(args) => done(logs::run(&session, args).await),
+        Command::Exec(args) => exec::run(&session, args).await,
+        Command::Scale(args) => done(scale::run(&session, args).await),
+        Command::Rollout(args) => done(rollout::run(&session, args).await),
+        Command::Cordon(args) => done(node::cordon(&session, args, true).await),
+        Command::Uncordon(args) => done(node::cordon(&session, args, false).await),
+        Command::Drain(args) => done(node::drain(&session, args).await),
+        Command::Version(args) => done(version::run(&session, args).await),
+        Command::ApiResources(args) => done(api_resources::run(&session, args).await),
     }
-    .map(|()| 0)
 }
 
 /// Writes to stdout, turning a closed pipe (`skiffctl get … | head`) into an error instead
@@ -99,6 +107,15 @@ pub fn out(text: impl AsRef<str>) -> Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_ref().as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Raw bytes to stdout, flushed (logs, exec output).
+pub fn out_bytes(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
     stdout.flush()?;
     Ok(())
 }
