@@ -1000,3 +1000,47 @@ fn describe_prints_what_kubectl_prints() {
          Events:                   <none>\n"
     );
 }
+
+#[test]
+fn long_operations_show_progress_on_a_terminal_and_plain_lines_otherwise() {
+    let server = Server::start(Backend::Embedded);
+    let dir = server.data_dir().join("many");
+    for i in 0..12 {
+        write(
+            &dir,
+            &format!("cm{i:02}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-{i:02}\n"),
+        );
+    }
+    let dir = dir.to_string_lossy().into_owned();
+    // Piped: the result lines only.
+    let plain = Cli::skiffctl(&server).ok(&["apply", "-f", &dir]);
+    let expected: String = (0..12)
+        .map(|i| format!("configmap/many-{i:02} created\n"))
+        .collect();
+    assert_eq!(plain, expected);
+    // On a terminal (script(1) gives it one): the same lines among the bar's redraws.
+    let command = format!(
+        "{} --kubeconfig {} apply -f {dir}",
+        env!("CARGO_BIN_EXE_skiffctl"),
+        server.kubeconfig.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", server.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("/12 ConfigMap/many-"),
+        "no progress bar in {text:?}"
+    );
+    for i in 0..12 {
+        assert!(
+            text.contains(&format!("configmap/many-{i:02} unchanged")),
+            "{text:?}"
+        );
+    }
+}

@@ -138,6 +138,8 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<()> {
                     if printed_any {
                         outln("")?;
                     }
+                    // Each type's table is laid out on its own.
+                    widths.clear();
                     out(printer::tabwrite_remembering(
                         &printer::table_lines(&table, &options),
                         &mut widths,
