@@ -438,6 +438,11 @@ fn get_prints_what_kubectl_prints() {
         &["get", "deploy", "-n", "shop"],
         &["get", "deployments.apps", "-n", "shop", "-o", "wide"],
         &["get", "svc", "-A"],
+        &["get", "all", "-A"],
+        &["api-resources"],
+        &["api-resources", "-o", "wide"],
+        &["api-resources", "-o", "name", "--namespaced=false"],
+        &["api-resources", "--api-group=apps", "--no-headers"],
         &["get", "svc,cm", "-n", "shop"],
         &["get", "deploy/web", "svc/web", "-n", "shop"],
         &["get", "cm", "-A", "-l", "app=web"],
@@ -1043,4 +1048,75 @@ fn long_operations_show_progress_on_a_terminal_and_plain_lines_otherwise() {
             "{text:?}"
         );
     }
+}
+
+#[test]
+fn kubeconfig_context_and_namespace_are_honoured() {
+    let server = Server::start(Backend::Embedded);
+    let ctl = Cli::skiffctl(&server);
+    ctl.ok(&["apply", "-f", &write(server.data_dir(), "shop.yaml", SHOP)]);
+    // A second context on the same cluster and user whose namespace is `shop`.
+    let text = std::fs::read_to_string(&server.kubeconfig).expect("kubeconfig");
+    let mut config: serde_json::Value = serde_saphyr::from_str(&text).expect("kubeconfig YAML");
+    let mut shop = config["contexts"][0].clone();
+    shop["name"] = "shop-context".into();
+    shop["context"]["namespace"] = "shop".into();
+    config["contexts"]
+        .as_array_mut()
+        .expect("contexts")
+        .push(shop);
+    let two_contexts = server.data_dir().join("two-contexts.yaml");
+    std::fs::write(
+        &two_contexts,
+        serde_json::to_string(&config).expect("kubeconfig JSON"),
+    )
+    .expect("write kubeconfig");
+    let with = Cli {
+        kubeconfig: two_contexts.clone(),
+        ..Cli::skiffctl(&server)
+    };
+    let kubectl = Cli {
+        bin: kubectl_path(),
+        ..Cli::skiffctl(&server)
+    };
+    let kubectl = Cli {
+        kubeconfig: two_contexts.clone(),
+        ..kubectl
+    };
+    for args in [
+        &["get", "cm", "-o", "name"][..],
+        &["get", "cm", "-o", "name", "--context", "shop-context"],
+        &["get", "cm", "--context", "shop-context", "-n", "default"],
+        &[
+            "get",
+            "deploy",
+            "--context",
+            "shop-context",
+            "-A",
+            "-o",
+            "name",
+        ],
+    ] {
+        let (a, b) = (with.run(args), kubectl.run(args));
+        assert_eq!(
+            (a.code, a.stdout, a.stderr),
+            (b.code, b.stdout, b.stderr),
+            "{args:?}"
+        );
+    }
+    // The context's namespace, as if -n shop were given.
+    let in_shop = with.ok(&["get", "cm", "--context", "shop-context", "-o", "name"]);
+    assert!(in_shop.contains("configmap/settings\n"), "{in_shop}");
+    assert_eq!(in_shop, ctl.ok(&["get", "cm", "-n", "shop", "-o", "name"]));
+    let err = with.fails(&["get", "cm", "--context", "nope"]);
+    assert!(err.starts_with("error: ") && err.contains("nope"), "{err}");
+
+    // $KUBECONFIG when no --kubeconfig is given.
+    let out = Command::new(env!("CARGO_BIN_EXE_skiffctl"))
+        .args(["get", "ns", "shop", "-o", "name"])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("HOME", server.data_dir())
+        .output()
+        .expect("skiffctl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "namespace/shop\n");
 }

@@ -65,7 +65,7 @@ pub async fn run(session: &Session, args: ApiResourcesArgs) -> Result<()> {
             r.api.kind.clone(),
         ];
         if wide {
-            line.push(format!("[{}]", r.verbs.join(" ")));
+            line.push(r.verbs.join(","));
             line.push(r.categories.join(","));
         }
         lines.push(line);

@@ -1,9 +1,11 @@
 //! `skiffctl apply -f`: server-side apply of every manifest with the field manager
 //! `skiffctl` (conflicts forced only with `--force-conflicts`). Whether an object was
 //! `created`, `configured` or left `unchanged` is read from the object before and after: no
-//! object before, or whether anything but its resourceVersion and managedFields changed (an
-//! apply that only records field ownership, e.g. the server's `before-first-apply` entry
-//! for a namespace applied with nothing but its name, changes nothing the user wrote).
+//! object before; or whether the fields the manifest sets, or the set of fields skiffctl
+//! owns, changed. Controllers write the same objects meanwhile (a Deployment's status and
+//! revision annotation), and an apply that only records ownership (the server's
+//! `before-first-apply` entry for a namespace applied with nothing but its name) changes
+//! nothing the user wrote: neither makes an apply `configured`.
 
 use clap::Args;
 use kube::api::{Patch, PatchParams};
@@ -39,13 +41,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn decide(before: Option<&Value>, after: &Value) -> Outcome {
+    pub fn decide(
+        applied: &Value,
+        manager: &str,
+        before: Option<&Value>,
+        after: &Value,
+    ) -> Outcome {
         let Some(before) = before else {
             return Outcome::Created;
         };
         let version = |o: &Value| o["metadata"]["resourceVersion"].clone();
         if version(before) == version(after)
-            || without_bookkeeping(before) == without_bookkeeping(after)
+            || (!differs_where_set(applied, before, after)
+                && owned_fields(before, manager) == owned_fields(after, manager))
         {
             Outcome::Unchanged
         } else {
@@ -114,18 +122,42 @@ async fn apply_one(session: &Session, manifest: &Manifest, args: &ApplyArgs) -> 
         .map_err(|e| with_source(e.into(), "applying", &manifest.source))?;
     let as_value = |o| serde_json::to_value(o).map_err(|e| Error::Other(e.to_string()));
     let before = before.map(as_value).transpose()?;
-    let outcome = Outcome::decide(before.as_ref(), &as_value(after)?);
+    let outcome = Outcome::decide(
+        &object,
+        &args.field_manager,
+        before.as_ref(),
+        &as_value(after)?,
+    );
     Ok(format!("{}/{name} {}", info.kind_group(), outcome.word()))
 }
 
-/// An object without the metadata every write changes.
-fn without_bookkeeping(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        meta.remove("managedFields");
+/// Whether `before` and `after` differ at any field the manifest sets (lists and scalars
+/// compared whole; the server's defaults inside them are the same both times).
+fn differs_where_set(applied: &Value, before: &Value, after: &Value) -> bool {
+    match applied {
+        Value::Object(fields) => fields.iter().any(|(key, value)| {
+            let skip = matches!(key.as_str(), "resourceVersion" | "managedFields");
+            !skip
+                && differs_where_set(
+                    value,
+                    before.get(key).unwrap_or(&Value::Null),
+                    after.get(key).unwrap_or(&Value::Null),
+                )
+        }),
+        _ => before != after,
     }
-    object
+}
+
+/// The field sets `manager` owns through apply (without their timestamps).
+fn owned_fields(object: &Value, manager: &str) -> Vec<Value> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|entry| entry["manager"] == manager && entry["operation"] == "Apply")
+        .map(|entry| entry["fieldsV1"].clone())
+        .collect()
 }
 
 /// The resource a manifest's `apiVersion`/`kind` names, or kubectl's mapping error.
@@ -154,16 +186,34 @@ mod tests {
 
     #[test]
     fn outcome_from_the_object_before_and_after() {
-        let object = |rv: &str, data: &str, manager: &str| json!({"metadata": {"name": "a", "resourceVersion": rv, "managedFields": [{"manager": manager}]}, "data": {"k": data}});
-        let before = object("5", "one", "skiffctl");
-        assert_eq!(Outcome::decide(None, &before), Outcome::Created);
-        assert_eq!(Outcome::decide(Some(&before), &before), Outcome::Unchanged);
+        let applied = json!({"metadata": {"name": "a"}, "data": {"k": "one"}});
+        let object = |rv: &str, data: &str, fields: &str, status: &str| {
+            json!({"metadata": {"name": "a", "resourceVersion": rv, "managedFields": [
+                {"manager": "skiffctl", "operation": "Apply", "time": rv, "fieldsV1": {"f:data": {fields: {}}}},
+                {"manager": "before-first-apply", "operation": "Update", "fieldsV1": {}},
+            ]}, "data": {"k": data}, "status": {"seen": status}})
+        };
+        let decide = |before: &Value, after: &Value| {
+            Outcome::decide(&applied, "skiffctl", Some(before), after)
+        };
+        let before = object("5", "one", "f:k", "x");
         assert_eq!(
-            Outcome::decide(Some(&before), &object("6", "one", "before-first-apply")),
+            Outcome::decide(&applied, "skiffctl", None, &before),
+            Outcome::Created
+        );
+        assert_eq!(decide(&before, &before), Outcome::Unchanged);
+        // A controller's write in between, or a new timestamp: nothing the manifest sets.
+        assert_eq!(
+            decide(&before, &object("7", "one", "f:k", "y")),
             Outcome::Unchanged
         );
         assert_eq!(
-            Outcome::decide(Some(&before), &object("6", "two", "skiffctl")),
+            decide(&before, &object("7", "two", "f:k", "x")),
+            Outcome::Configured
+        );
+        // A field the manifest no longer sets was removed: the owned set changed.
+        assert_eq!(
+            decide(&before, &object("7", "one", "f:j", "x")),
             Outcome::Configured
         );
     }

@@ -179,9 +179,6 @@ pub async fn run(session: &Session, args: GetArgs) -> Result<()> {
             }
             let single = targets.len() == 1 && targets[0].names.len() == 1;
             print_objects(other, &objects, single)?;
-            if objects.is_empty() && errors.is_empty() && matches!(other, OutputFormat::Name) {
-                errln(no_resources_message(namespace, &targets));
-            }
         }
     }
     Error::from_many(errors).map_or(Ok(()), Err)

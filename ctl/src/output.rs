@@ -60,8 +60,13 @@ pub fn to_yaml(value: &Value) -> Result<String> {
 }
 
 pub fn to_json(value: &Value) -> Result<String> {
+    to_json_indented(value, b"    ")
+}
+
+/// JSON with another indent (`kubectl version -o json` uses two spaces).
+pub fn to_json_indented(value: &Value, indent: &[u8]) -> Result<String> {
     let mut buf = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut serializer = serde_json::Serializer::with_formatter(&mut buf, formatter);
     sorted(value)
         .serialize(&mut serializer)

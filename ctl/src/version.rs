@@ -42,7 +42,7 @@ fn print(
     }
     match args.output.as_deref() {
         Some("yaml") => out(crate::output::to_yaml(&document)?),
-        Some("json") => out(crate::output::to_json(&document)?),
+        Some("json") => out(crate::output::to_json_indented(&document, b"  ")?),
         Some(other) => Err(Error::usage(format!(
             "--output must be 'yaml' or 'json', not {other:?}"
         ))),
