@@ -390,6 +390,11 @@ fn server_errors_are_shown_as_kubectl_shows_them() {
         same_as_kubectl(&server, args);
     }
 
+    // -n that disagrees with the manifests' own namespace: kubectl's refusal per object,
+    // among the server's errors for the others.
+    let run = same_as_kubectl(&server, &["create", "-f", &manifest, "-n", "default"]);
+    assert_eq!(run.stderr.lines().count(), 4, "{run:?}");
+
     // An invalid object: the server's validation message as it is.
     let invalid = write(
         server.data_dir(),
@@ -916,7 +921,7 @@ fn cordon_uncordon_and_drain() {
         "pod/bare\npod/daemon\npod/managed\npod/scratch\n"
     );
 
-    let out = ctl.ok(&[
+    let run = ctl.run(&[
         "drain",
         "n1",
         "--ignore-daemonsets",
@@ -925,8 +930,13 @@ fn cordon_uncordon_and_drain() {
         "--grace-period=0",
         "--timeout=20s",
     ]);
+    assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        out,
+        run.stderr,
+        "Warning: deleting Pods that declare no controller: default/bare; ignoring DaemonSet-managed Pods: default/daemon; deleting Pods with local storage: default/scratch\n"
+    );
+    assert_eq!(
+        run.stdout,
         "node/n1 already cordoned\n\
          evicting pod default/bare\n\
          evicting pod default/managed\n\

@@ -99,7 +99,11 @@ async fn apply_one(session: &Session, manifest: &Manifest, args: &ApplyArgs) -> 
             manifest.source
         )));
     }
-    let namespace = manifest.namespace().unwrap_or(&session.namespace);
+    let namespace = if info.namespaced {
+        session.manifest_namespace(manifest.namespace())?
+    } else {
+        &session.namespace
+    };
     let mut object = manifest.object.clone();
     if info.namespaced {
         object["metadata"]["namespace"] = Value::String(namespace.to_string());

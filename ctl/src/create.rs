@@ -35,7 +35,11 @@ pub async fn run(session: &Session, args: CreateArgs) -> Result<()> {
 
 async fn create_one(session: &Session, manifest: &Manifest) -> Result<String> {
     let info = crate::apply::resolve(session, manifest).await?;
-    let namespace = manifest.namespace().unwrap_or(&session.namespace);
+    let namespace = if info.namespaced {
+        session.manifest_namespace(manifest.namespace())?
+    } else {
+        &session.namespace
+    };
     let object: DynamicObject = serde_json::from_value(manifest.object.clone())
         .map_err(|e| Error::Other(format!("{}: {e}", manifest.source)))?;
     let created = session

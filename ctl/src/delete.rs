@@ -144,16 +144,26 @@ async fn collect(session: &Session, args: &DeleteArgs) -> Result<Vec<Result<Vict
         }
         let mut victims = Vec::new();
         for manifest in manifest::load(&args.files, args.recursive)? {
-            victims.push(
-                crate::apply::resolve(session, &manifest)
-                    .await
-                    .map(|info| Victim {
-                        source: Some(manifest.source.clone()),
-                        namespace: namespace_of(&info, manifest.namespace()),
-                        name: manifest.name().to_string(),
-                        info,
-                    }),
-            );
+            let victim: Result<Victim> = async {
+                let info = crate::apply::resolve(session, &manifest).await?;
+                let namespace = if info.namespaced {
+                    Some(
+                        session
+                            .manifest_namespace(manifest.namespace())?
+                            .to_string(),
+                    )
+                } else {
+                    None
+                };
+                Ok(Victim {
+                    source: Some(manifest.source.clone()),
+                    namespace,
+                    name: manifest.name().to_string(),
+                    info,
+                })
+            }
+            .await;
+            victims.push(victim);
         }
         return Ok(victims);
     }

@@ -59,17 +59,19 @@ impl Error {
             Error::Server(status) if status.reason == "Invalid" => {
                 Some(invalid_message(status).unwrap_or_else(|| self.to_string()))
             }
-            other => other.standard_message(),
+            Error::Server(_) => Some(self.to_string()),
+            other => Some(format!("error: {other}")),
         }
     }
 
-    /// kubectl's `StandardErrorMessage`, as it prints each error of an aggregate.
+    /// How kubectl prints each error of an aggregate: a server's Status in its standard
+    /// form, anything else as it is (without `error: `).
     fn standard_message(&self) -> Option<String> {
         match self {
             Error::AlreadyReported => None,
             Error::Server(_) => Some(self.to_string()),
             Error::Many(_) => self.stderr_line(),
-            other => Some(format!("error: {other}")),
+            other => Some(other.to_string()),
         }
     }
 

@@ -75,10 +75,13 @@ pub async fn cordon(session: &Session, args: NodeArgs, unschedulable: bool) -> R
     Ok(())
 }
 
-/// Why a pod stops the drain, or whether it is skipped; `None`: evict it.
+/// What drain does with a pod.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Evict,
+    /// Evicted, with kubectl's warning for this kind of pod (`--force`,
+    /// `--delete-emptydir-data`).
+    EvictWithWarning(&'static str),
     /// Left alone, with a warning (DaemonSet pods with --ignore-daemonsets).
     IgnoreWithWarning,
     /// Left alone silently (mirror pods).
@@ -117,19 +120,25 @@ pub fn verdict(pod: &Pod, args: &DrainArgs) -> Verdict {
             )
         };
     }
-    if controller.is_none() && !finished && !args.force {
-        return Verdict::Refuse(
-            "cannot delete Pods that declare no controller (use --force to override)",
-        );
+    if controller.is_none() && !finished {
+        if !args.force {
+            return Verdict::Refuse(
+                "cannot delete Pods that declare no controller (use --force to override)",
+            );
+        }
+        return Verdict::EvictWithWarning("deleting Pods that declare no controller");
     }
     let has_empty_dir = pod
         .spec
         .as_ref()
         .is_some_and(|s| s.volumes.iter().flatten().any(|v| v.empty_dir.is_some()));
-    if has_empty_dir && !finished && !args.delete_emptydir_data {
-        return Verdict::Refuse(
-            "cannot delete Pods with local storage (use --delete-emptydir-data to override)",
-        );
+    if has_empty_dir && !finished {
+        if !args.delete_emptydir_data {
+            return Verdict::Refuse(
+                "cannot delete Pods with local storage (use --delete-emptydir-data to override)",
+            );
+        }
+        return Verdict::EvictWithWarning("deleting Pods with local storage");
     }
     Verdict::Evict
 }
@@ -155,12 +164,21 @@ pub async fn drain(session: &Session, args: DrainArgs) -> Result<()> {
             .await?
             .items;
         let mut refusals: Vec<(&'static str, Vec<String>)> = Vec::new();
-        let mut ignored = Vec::new();
+        let mut warnings: Vec<(&'static str, Vec<String>)> = Vec::new();
+        let mut warn =
+            |what: &'static str, pod: &Pod| match warnings.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, pods)) => pods.push(pod_key(pod)),
+                None => warnings.push((what, vec![pod_key(pod)])),
+            };
         let mut to_evict = Vec::new();
         for pod in on_node {
             match verdict(&pod, &args) {
                 Verdict::Evict => to_evict.push(pod),
-                Verdict::IgnoreWithWarning => ignored.push(pod_key(&pod)),
+                Verdict::EvictWithWarning(what) => {
+                    warn(what, &pod);
+                    to_evict.push(pod);
+                }
+                Verdict::IgnoreWithWarning => warn("ignoring DaemonSet-managed Pods", &pod),
                 Verdict::Skip => {}
                 Verdict::Refuse(why) => match refusals.iter_mut().find(|(w, _)| *w == why) {
                     Some((_, pods)) => pods.push(pod_key(&pod)),
@@ -183,11 +201,13 @@ pub async fn drain(session: &Session, args: DrainArgs) -> Result<()> {
             ));
             return Err(Error::AlreadyReported);
         }
-        if !ignored.is_empty() {
-            errln(format!(
-                "Warning: ignoring DaemonSet-managed Pods: {}",
-                ignored.join(", ")
-            ));
+        if !warnings.is_empty() {
+            // kubectl's one line: `Warning: what: pods; what: pods`.
+            let text: Vec<String> = warnings
+                .iter()
+                .map(|(what, pods)| format!("{what}: {}", pods.join(", ")))
+                .collect();
+            errln(format!("Warning: {}", text.join("; ")));
         }
         evict_all(session, &to_evict, &args, evictions, timeout).await?;
         outln(format!("node/{name} drained"))?;
@@ -306,7 +326,10 @@ mod tests {
             verdict(&bare, &args(true, true, false)),
             Verdict::Refuse(_)
         ));
-        assert_eq!(verdict(&bare, &args(false, false, true)), Verdict::Evict);
+        assert_eq!(
+            verdict(&bare, &args(false, false, true)),
+            Verdict::EvictWithWarning("deleting Pods that declare no controller")
+        );
 
         let mut scratch = owned_by("ReplicaSet");
         scratch.spec = Some(PodSpec {
@@ -321,7 +344,14 @@ mod tests {
             verdict(&scratch, &args(false, false, false)),
             Verdict::Refuse(_)
         ));
-        assert_eq!(verdict(&scratch, &args(false, true, false)), Verdict::Evict);
+        assert_eq!(
+            verdict(&scratch, &args(false, true, false)),
+            Verdict::EvictWithWarning("deleting Pods with local storage")
+        );
+        assert_eq!(
+            verdict(&owned_by("ReplicaSet"), &args(false, false, false)),
+            Verdict::Evict
+        );
 
         let mut mirror = Pod::default();
         mirror.metadata.annotations =

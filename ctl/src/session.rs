@@ -30,6 +30,8 @@ pub struct Session {
     pub client: Client,
     /// `-n`, else the context's namespace, else `default`.
     pub namespace: String,
+    /// Whether `-n` was given (then a manifest's own namespace must agree with it).
+    pub namespace_explicit: bool,
     catalog: OnceCell<Catalog>,
 }
 
@@ -58,8 +60,24 @@ impl Session {
         Ok(Session {
             client,
             namespace,
+            namespace_explicit: args.namespace.is_some(),
             catalog: OnceCell::new(),
         })
+    }
+
+    /// The namespace a manifest's object goes to: its own, else the session's; with `-n`,
+    /// a different one of its own is kubectl's error.
+    pub fn manifest_namespace<'a>(&'a self, own: Option<&'a str>) -> Result<&'a str> {
+        match own {
+            Some(own) if self.namespace_explicit && own != self.namespace => {
+                Err(Error::Other(format!(
+                    "the namespace from the provided object {own:?} does not match the namespace {:?}. You must pass '--namespace={own}' to perform this operation.",
+                    self.namespace
+                )))
+            }
+            Some(own) => Ok(own),
+            None => Ok(&self.namespace),
+        }
     }
 
     pub async fn catalog(&self) -> Result<&Catalog> {
