@@ -1118,8 +1118,26 @@ fn kubeconfig_context_and_namespace_are_honoured() {
     let in_shop = with.ok(&["get", "cm", "--context", "shop-context", "-o", "name"]);
     assert!(in_shop.contains("configmap/settings\n"), "{in_shop}");
     assert_eq!(in_shop, ctl.ok(&["get", "cm", "-n", "shop", "-o", "name"]));
-    let err = with.fails(&["get", "cm", "--context", "nope"]);
-    assert!(err.starts_with("error: ") && err.contains("nope"), "{err}");
+    let (a, b) = (
+        with.run(&["get", "cm", "--context", "nope"]),
+        kubectl.run(&["get", "cm", "--context", "nope"]),
+    );
+    assert_eq!((a.code, a.stderr), (b.code, b.stderr));
+    let missing = Cli {
+        kubeconfig: server.data_dir().join("no-such-kubeconfig"),
+        ..Cli::skiffctl(&server)
+    };
+    let kubectl_missing = Cli {
+        bin: kubectl_path(),
+        ..Cli {
+            kubeconfig: missing.kubeconfig.clone(),
+            ..Cli::skiffctl(&server)
+        }
+    };
+    assert_eq!(
+        missing.fails(&["get", "ns"]),
+        kubectl_missing.fails(&["get", "ns"])
+    );
 
     // $KUBECONFIG when no --kubeconfig is given.
     let out = Command::new(env!("CARGO_BIN_EXE_skiffctl"))

@@ -24,6 +24,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
+    /// A message kubectl prints as it is, without `error: `.
+    #[error("{0}")]
+    Verbatim(String),
     /// Errors about single objects, collected while the command went on with the others
     /// and reported together at the end, as kubectl's aggregate.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -59,7 +62,7 @@ impl Error {
             Error::Server(status) if status.reason == "Invalid" => {
                 Some(invalid_message(status).unwrap_or_else(|| self.to_string()))
             }
-            Error::Server(_) => Some(self.to_string()),
+            Error::Server(_) | Error::Verbatim(_) => Some(self.to_string()),
             other => Some(format!("error: {other}")),
         }
     }

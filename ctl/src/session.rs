@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use kube::api::{Api, DynamicObject};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use tokio::sync::OnceCell;
 
@@ -44,14 +44,28 @@ impl Session {
         };
         let config = match &args.kubeconfig {
             Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-                    Error::Config(format!("reading kubeconfig {}: {e}", path.display()))
+                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| match e {
+                    KubeconfigError::ReadConfig(io, _)
+                        if io.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Error::Config(format!(
+                            "stat {}: no such file or directory",
+                            path.display()
+                        ))
+                    }
+                    other => Error::Config(other.to_string()),
                 })?;
                 Config::from_custom_kubeconfig(kubeconfig, &options).await
             }
             None => Config::from_kubeconfig(&options).await,
         }
-        .map_err(|e| Error::Config(format!("loading kubeconfig: {e}")))?;
+        .map_err(|e| match e {
+            // kubectl's wording for a context the kubeconfig does not have.
+            KubeconfigError::LoadContext(name) => Error::Verbatim(format!(
+                "Error in configuration: context was not found for specified context: {name}"
+            )),
+            other => Error::Config(other.to_string()),
+        })?;
         let namespace = args
             .namespace
             .clone()
