@@ -259,7 +259,34 @@ impl Drop for NodeEnv {
 }
 
 fn kubectl(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(kubectl_path())
+    run_cli(&kubectl_path(), server, args, stdin)
+}
+
+fn skiffctl(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
+    run_cli(
+        Path::new(env!("CARGO_BIN_EXE_skiffctl")),
+        server,
+        args,
+        stdin,
+    )
+}
+
+/// skiffctl exits and prints (stdout and stderr) as kubectl does.
+fn same_as_kubectl(server: &Server, args: &[&str], stdin: Option<&str>) {
+    let (ours, theirs) = (skiffctl(server, args, stdin), kubectl(server, args, stdin));
+    assert_eq!(
+        (ours.status.code(), text(&ours.stdout), text(&ours.stderr)),
+        (
+            theirs.status.code(),
+            text(&theirs.stdout),
+            text(&theirs.stderr)
+        ),
+        "skiffctl (left) and kubectl (right) differ for {args:?}"
+    );
+}
+
+fn run_cli(bin: &Path, server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin)
         .arg("--kubeconfig")
         .arg(&server.kubeconfig)
         .args(args)
@@ -273,12 +300,12 @@ fn kubectl(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run kubectl");
+        .expect("run the CLI");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin");
         pipe.write_all(input.as_bytes()).expect("write stdin");
     }
-    child.wait_with_output().expect("kubectl output")
+    child.wait_with_output().expect("CLI output")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -453,7 +480,52 @@ fn kubectl_logs_and_exec_reach_the_container_through_the_agent() {
         "{err}"
     );
 
-    // Follow: what is there, then the next line, and the end when the container exits.
+    // skiffctl: the same logs, errors, streams and exit codes.
+    for (args, stdin) in [
+        (&["logs", "web"][..], None),
+        (&["logs", "pod/web", "--tail=1"], None),
+        (&["logs", "web", "-c", "app", "--timestamps"], None),
+        (&["logs", "web", "--since=1h"], None),
+        (&["logs", "web", "--previous"], None),
+        (&["logs", "web", "-c", "nosuch"], None),
+        (&["logs", "multi"], None),
+        (&["logs", "pending"], None),
+        (&["logs", "nope"], None),
+        (
+            &[
+                "exec",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            None,
+        ),
+        (&["exec", "-i", "web", "--", "cat"], Some("piped\nlines\n")),
+        (&["exec", "web", "-c", "nosuch", "--", "true"], None),
+        (&["exec", "pending", "--", "true"], None),
+    ] {
+        same_as_kubectl(&server, args, stdin);
+    }
+    // `-t` without a terminal: kubectl's warning, then the command without one.
+    same_as_kubectl(
+        &server,
+        &["exec", "-it", "web", "--", "echo", "hi"],
+        Some(""),
+    );
+
+    // Follow: what is there, then the next line, and the end when the container exits
+    // (skiffctl follows alongside kubectl).
+    let mut skiffctl_follow = Command::new(env!("CARGO_BIN_EXE_skiffctl"))
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(["logs", "-f", "web"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run skiffctl logs -f");
     let mut follow = Command::new(kubectl_path())
         .arg("--kubeconfig")
         .arg(&server.kubeconfig)
@@ -495,4 +567,22 @@ fn kubectl_logs_and_exec_reach_the_container_through_the_agent() {
     };
     assert!(status.success(), "kubectl logs -f: {status}");
     assert_eq!(reader.join().expect("reader"), "one\ntwo\nthree\n");
+    let deadline = Instant::now() + WAIT;
+    while skiffctl_follow
+        .try_wait()
+        .expect("skiffctl logs -f")
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            let _ = skiffctl_follow.kill();
+            let _ = skiffctl_follow.wait();
+            panic!("skiffctl logs -f did not end when the container exited");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let followed = skiffctl_follow
+        .wait_with_output()
+        .expect("skiffctl logs -f");
+    assert!(followed.status.success(), "{}", text(&followed.stderr));
+    assert_eq!(text(&followed.stdout), "one\ntwo\nthree\n");
 }
