@@ -112,6 +112,11 @@ struct Settings {
 }
 
 impl UpArgs {
+    /// Whether this is the cluster process itself rather than the command that starts it.
+    pub fn is_foreground(&self) -> bool {
+        self.foreground
+    }
+
     fn settings(&self) -> anyhow::Result<Settings> {
         Ok(Settings {
             node_name: match &self.node_name {

@@ -283,14 +283,21 @@ fn main() -> anyhow::Result<()> {
     if let Some(code) = skiff_runtime::reexec::dispatch() {
         std::process::exit(code);
     }
+    let cli = Cli::parse();
+    // `skiff up` and `skiff down` talk to a person: their progress is what they print, and the
+    // client's connection errors while `up` polls the starting server are expected.
+    let default_filter = match &cli.command {
+        Command::Up(args) if !args.is_foreground() => "warn,kube_client=off",
+        Command::Down(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         // Synchronous and single-threaded: container monitors are forked from this process.
         Command::Runtime(args) => std::process::exit(skiff_runtime::cli::run(args)),

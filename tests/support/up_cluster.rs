@@ -71,7 +71,6 @@ impl UpCluster {
             .args(args)
             .env("HOME", self.home())
             .env_remove("KUBECONFIG")
-            .env("SKIFF_LOG", "info")
             .stdin(Stdio::null())
             .output()
             .expect("run skiff")
