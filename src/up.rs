@@ -210,7 +210,7 @@ fn agent_root(data_dir: &Path) -> PathBuf {
 
 /// `skiff up`: starts the cluster in the background unless it runs, waits for the node and
 /// merges the kubeconfig.
-pub fn up(args: UpArgs) -> anyhow::Result<()> {
+pub fn up(mut args: UpArgs) -> anyhow::Result<()> {
     if args.foreground {
         return tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
@@ -224,6 +224,15 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // The cluster process works from `/` (it must not hold the caller's directory busy).
+    args.data_dir = fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    if let Some(dir) = &args.runtime_data_dir {
+        args.runtime_data_dir =
+            Some(std::path::absolute(dir).context("resolving --runtime-data-dir")?);
+    }
+    args.runtime_state_dir =
+        std::path::absolute(&args.runtime_state_dir).context("resolving --runtime-state-dir")?;
     let mut settings = args.settings()?;
     let log_path = args.data_dir.join(LOG_FILE);
     let mut child = match running_pid(&args.data_dir) {
@@ -243,6 +252,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening {}", log_path.display()))?;
             let exe = std::env::current_exe().context("finding the skiff binary")?;
             let child = Command::new(exe)
+                .current_dir("/")
                 .arg("up")
                 .arg("--foreground")
                 .args(args.as_flags())
