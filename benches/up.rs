@@ -257,7 +257,7 @@ fn report(r: &Results) {
         ("idle".to_string(), &r.idle, IDLE_TARGET_MB),
         (
             format!(
-                "demo + {} pods (all Ready after {})",
+                "demo + {} pods (all Ready after {} ms)",
                 r.pods,
                 ms(r.pods_ready_after)
             ),
