@@ -100,7 +100,8 @@ node_ip="$("${kubectl}" get nodes -o jsonpath='{.items[0].status.addresses[?(@.t
 fetch() {
     local url="$1" page
     for _ in $(seq 50); do
-        if page="$(busybox wget -q -T 3 -O - "${url}" 2>/dev/null)"; then
+        # (Debian's static busybox wget crashes with its own -T timeout; timeout(1) instead.)
+        if page="$(timeout 5 busybox wget -q -O - "${url}" 2>/dev/null)"; then
             printf '%s\n' "${page}"
             return 0
         fi
