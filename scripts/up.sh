@@ -1,92 +1,125 @@
 #!/usr/bin/env bash
-# Install everything Skiff needs, build it, start `skiff server` on 127.0.0.1:6443 with its
-# data in /var/lib/skiff (the embedded store), and apply the demo manifests with real
-# kubectl. Run it again to restart the server on the same data.
+# The README's first command: a working single-node Skiff cluster serving the demo app.
 #
-# Usage: scripts/up.sh            (as root, on Debian 12)
-#        scripts/up.sh --stop     stop the server this script started
+# Installs what Skiff needs (Debian packages incl. busybox-static, iproute2 and iptables; Rust
+# through rustup when cargo is missing; kubectl v1.35), builds the release binaries (skiff and
+# skiffctl), runs `skiff up` (API server, scheduler, controllers and node agent for this
+# machine, in one background process; kubectl's "skiff" context), applies
+# manifests/demo.yaml, waits for the rollout and fetches the demo page through its Service —
+# the ClusterIP from this node and the NodePort on the node's address — and prints it.
+#
+# Run it again at any time: every step is idempotent (a running cluster is left running, the
+# manifests are re-applied unchanged). Stop everything with `skiff down`.
+#
+# Usage: scripts/up.sh        (as root, on Debian 12)
+# Environment: SKIFF_DATA_DIR (default /var/lib/skiff), SKIFF_UP_FLAGS (more `skiff up` flags,
+#   e.g. "--node-ip 192.168.1.10"), CARGO_TARGET_DIR (where cargo builds), KUBECTL (a kubectl to
+#   use instead of the one in .cache/tools/bin), SKIFF_BIN_DIR (where skiff, skiffctl and, when
+#   none is on PATH, kubectl are installed; default /usr/local/bin).
 set -euo pipefail
 
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
-listen="${SKIFF_LISTEN:-127.0.0.1:6443}"
-pid_file="${data_dir}/server.pid"
-log_file="${data_dir}/server.log"
-kubectl="${repo_dir}/.cache/tools/bin/kubectl"
+target_dir="${CARGO_TARGET_DIR:-${repo_dir}/target}"
+kubectl="${KUBECTL:-${repo_dir}/.cache/tools/bin/kubectl}"
+bin_dir="${SKIFF_BIN_DIR:-/usr/local/bin}"
 
 log() { printf 'skiff-up: %s\n' "$*" >&2; }
-
-stop_server() {
-    if [[ -f "${pid_file}" ]]; then
-        local pid
-        pid="$(cat "${pid_file}")"
-        # Only the process this script started, by its PID.
-        if kill -0 "${pid}" 2>/dev/null && grep -q skiff "/proc/${pid}/cmdline" 2>/dev/null; then
-            log "stopping skiff server (pid ${pid})"
-            kill "${pid}"
-            for _ in $(seq 50); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
-        fi
-        rm -f "${pid_file}"
-    fi
+die() {
+    log "error: $*"
+    exit 1
 }
 
-if [[ "${1:-}" == "--stop" ]]; then
-    stop_server
-    exit 0
-fi
+[[ ${EUID} -eq 0 ]] || die "run as root: Skiff makes network interfaces, iptables rules, mounts and cgroups"
 
-"${repo_dir}/scripts/install-test-deps.sh"
+# --- Rust ---------------------------------------------------------------------------------------
 if [[ -d "${HOME}/.cargo/bin" && ":${PATH}:" != *":${HOME}/.cargo/bin:"* ]]; then
     export PATH="${HOME}/.cargo/bin:${PATH}"
 fi
+if ! command -v cargo >/dev/null 2>&1; then
+    log "installing Rust with rustup (https://rustup.rs)"
+    command -v curl >/dev/null 2>&1 || {
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl ca-certificates
+    }
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="${HOME}/.cargo/bin:${PATH}"
+fi
 
-log "building skiff (release)"
-(cd "${repo_dir}" && cargo build --release --bin skiff)
+# --- Debian packages and kubectl (the same script the tests use; idempotent) -----------------
+# (It also fetches kubectl v1.35 into .cache/tools/bin, through scripts/install-kubectl.sh.)
+"${repo_dir}/scripts/install-test-deps.sh"
 
-# The container runtime, air-gapped: a busybox image made from Debian's busybox-static, imported
-# into the runtime's store, and the same image unpacked by umoci into an OCI bundle that
-# `skiff runtime run` executes (as runc would).
-skiff_bin="${repo_dir}/target/release/skiff"
-fixture="${repo_dir}/.cache/busybox-oci"
-log "runtime: building the busybox image and importing it"
-"${repo_dir}/scripts/fixtures/busybox-image.sh" "${fixture}"
-"${skiff_bin}" runtime import "${fixture}"
-bundle="$(mktemp -d /tmp/skiff-up-bundle.XXXXXX)"
-trap 'rm -rf "${bundle}"' EXIT
-umoci unpack --image "${fixture}:busybox" "${bundle}/busybox" >/dev/null
-python3 - "${bundle}/busybox/config.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-spec = json.load(open(path))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["sh", "-c", "echo hello from a skiff container: $(hostname), pid $$"]
-json.dump(spec, open(path, "w"))
-PY
-"${skiff_bin}" runtime run --bundle "${bundle}/busybox" "skiff-up-$$"
+# --- Build --------------------------------------------------------------------------------------
+log "building skiff and skiffctl (release)"
+(cd "${repo_dir}" && cargo build --release --bin skiff --bin skiffctl)
+skiff="${target_dir}/release/skiff"
+skiffctl="${target_dir}/release/skiffctl"
+# On PATH for what comes next (`skiff down`, kubectl); a kubectl already there is left alone.
+install_bin() {
+    install -m 0755 "$1" "${bin_dir}/.$2.tmp"
+    mv -f "${bin_dir}/.$2.tmp" "${bin_dir}/$2"
+}
+mkdir -p "${bin_dir}"
+install_bin "${skiff}" skiff
+install_bin "${skiffctl}" skiffctl
+if ! command -v kubectl >/dev/null 2>&1; then
+    install_bin "${kubectl}" kubectl
+fi
+log "installed skiff and skiffctl into ${bin_dir}"
+skiff="${bin_dir}/skiff"
 
-mkdir -p "${data_dir}"
-stop_server
-log "starting skiff server on ${listen} (data in ${data_dir}, log in ${log_file})"
-nohup "${repo_dir}/target/release/skiff" server --data-dir "${data_dir}" --listen "${listen}" \
-    >"${log_file}" 2>&1 &
-echo $! >"${pid_file}"
-
-for _ in $(seq 100); do
-    if "${kubectl}" --kubeconfig "${data_dir}/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
-        break
+# The previous version of this script ran `skiff server` alone (pid in DATA_DIR/server.pid);
+# `skiff up` serves the same data and port, so that server goes first.
+old_pid_file="${data_dir}/server.pid"
+if [[ -f "${old_pid_file}" ]]; then
+    old_pid="$(cat "${old_pid_file}")"
+    if kill -0 "${old_pid}" 2>/dev/null && grep -q skiff "/proc/${old_pid}/cmdline" 2>/dev/null; then
+        log "stopping the skiff server an earlier scripts/up.sh started (pid ${old_pid})"
+        kill "${old_pid}"
+        for _ in $(seq 50); do kill -0 "${old_pid}" 2>/dev/null || break; sleep 0.1; done
     fi
-    sleep 0.2
-done
-"${kubectl}" --kubeconfig "${data_dir}/kubeconfig" get --raw /readyz >/dev/null
+    rm -f "${old_pid_file}"
+fi
+
+# --- The cluster ----------------------------------------------------------------------------------
+# shellcheck disable=SC2086 # SKIFF_UP_FLAGS is a list of flags
+"${skiff}" up --data-dir "${data_dir}" ${SKIFF_UP_FLAGS:-}
+export KUBECONFIG="${data_dir}/kubeconfig"
 
 log "applying the demo (manifests/demo.yaml)"
-"${kubectl}" --kubeconfig "${data_dir}/kubeconfig" apply -f "${repo_dir}/manifests/demo.yaml"
-"${kubectl}" --kubeconfig "${data_dir}/kubeconfig" get all -n demo
+"${kubectl}" apply -f "${repo_dir}/manifests/demo.yaml"
+"${kubectl}" -n demo rollout status deployment/web --timeout=180s
+
+# --- The page, through the Service ------------------------------------------------------------
+# Both addresses are this machine's: the ClusterIP is routed to the node's bridge (skiff0) and
+# rewritten by the node's iptables rules, the NodePort is on the node's own address.
+cluster_ip="$("${kubectl}" -n demo get service web -o jsonpath='{.spec.clusterIP}')"
+node_port="$("${kubectl}" -n demo get service web-nodeport -o jsonpath='{.spec.ports[0].nodePort}')"
+node_ip="$("${kubectl}" get nodes -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+fetch() {
+    local url="$1" page
+    for _ in $(seq 50); do
+        # (Debian's static busybox wget crashes with its own -T timeout; timeout(1) instead.)
+        if page="$(timeout 5 busybox wget -q -O - "${url}" 2>/dev/null)"; then
+            printf '%s\n' "${page}"
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "no answer from ${url}"
+}
+log "the demo page through the ClusterIP, http://${cluster_ip}/"
+fetch "http://${cluster_ip}/"
+log "and through the NodePort, http://${node_ip}:${node_port}/"
+fetch "http://${node_ip}:${node_port}/"
 
 cat <<MSG
 
-Skiff's API server is running (pid $(cat "${pid_file}")). Use it with:
-  export KUBECONFIG=${data_dir}/kubeconfig
-  ${kubectl} get all -A
-Stop it with: scripts/up.sh --stop
+Skiff is running: one node, the demo app in namespace "demo".
+  kubectl get all -n demo                 # kubectl's current context is "skiff"
+  kubectl -n demo scale deployment/web --replicas=5
+  kubectl -n demo set image deployment/web web=skiff.local/busybox:v2
+  skiffctl get pods -A
+More examples to try: manifests/README.md. Stop it all with: skiff down   (--purge also removes ${data_dir})
 MSG

@@ -3,12 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use skiff_apiserver::server::{ApiServer, ServerConfig, write_kubeconfig};
-use skiff_storage::Storage;
+use skiff_apiserver::server::ServerConfig;
+
+#[path = "../cluster.rs"]
+mod cluster;
+#[path = "../up.rs"]
+mod up;
+
+use cluster::ControlPlaneConfig;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -36,6 +41,11 @@ enum Command {
     ControllerManager(ControllerManagerArgs),
     /// Run the node agent (kubelet, pod network, service proxy) for this machine.
     Agent(AgentArgs),
+    /// Start a single-node cluster on this machine in the background (API server, scheduler,
+    /// controllers and node agent in one process) and point kubectl at it.
+    Up(up::UpArgs),
+    /// Stop the cluster `skiff up` started and remove its pods, network, mounts and cgroups.
+    Down(up::DownArgs),
 }
 
 #[derive(clap::Args)]
@@ -273,14 +283,21 @@ fn main() -> anyhow::Result<()> {
     if let Some(code) = skiff_runtime::reexec::dispatch() {
         std::process::exit(code);
     }
+    let cli = Cli::parse();
+    // `skiff up` and `skiff down` talk to a person: their progress is what they print, and the
+    // client's connection errors while `up` polls the starting server are expected.
+    let default_filter = match &cli.command {
+        Command::Up(args) if !args.is_foreground() => "warn,kube_client=off",
+        Command::Down(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         // Synchronous and single-threaded: container monitors are forked from this process.
         Command::Runtime(args) => std::process::exit(skiff_runtime::cli::run(args)),
@@ -296,170 +313,39 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(agent(args)),
+        Command::Up(args) => up::up(args),
+        Command::Down(args) => up::down(args),
     }
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let storage: Arc<dyn Storage> = if args.etcd_servers.is_empty() {
-        let dir = args.data_dir.join("store");
-        Arc::new(
-            // The embedded store keeps its history in memory, so it trims it to the retained
-            // revisions itself every few seconds instead of waiting for the API server's
-            // compactor (every --compaction-interval-seconds, as for etcd): at a few thousand
-            // writes/s five minutes of history would be gigabytes.
-            skiff_storage::embedded::EmbeddedStore::open(
-                &dir,
-                skiff_storage::embedded::EmbeddedOptions {
-                    retain_revisions: u64::try_from(args.compaction_retain_revisions.max(1))
-                        .unwrap_or(10_000),
-                    compaction_interval: std::time::Duration::from_secs(5),
-                    ..Default::default()
-                },
-            )
-            .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
-        )
-    } else {
-        Arc::new(
-            skiff_storage::etcd::EtcdStore::connect(&args.etcd_servers)
-                .await
-                .with_context(|| {
-                    format!("connecting to etcd at {}", args.etcd_servers.join(","))
-                })?,
-        )
-    };
-    let config = ServerConfig {
-        listen: args.listen,
-        service_cidr: args.service_cluster_ip_range,
-        bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_seconds.max(1)),
-        compaction_interval: std::time::Duration::from_secs(
-            args.compaction_interval_seconds.max(1),
-        ),
-        compaction_retain: args.compaction_retain_revisions.max(1),
-        watch_cache_capacity: args.watch_cache_size.max(1),
-    };
-    let server = ApiServer::new(storage, config)
-        .await
-        .context("starting the API server")?;
-    let kubeconfig = args.data_dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &format!("http://{}", args.listen))
-        .context("writing the admin kubeconfig")?;
-    tracing::info!(kubeconfig = %kubeconfig.display(), "admin kubeconfig written");
-    if args.scheduler {
-        // Two workers, so that decoding the watches and finishing bindings overlap the
-        // scheduling cycles.
-        let client = loopback_client(&server);
-        spawn_on_own_runtime("skiff-scheduler", 2, in_process_scheduler(client))?;
-    }
-    if args.controllers {
-        let client = loopback_client(&server);
-        spawn_on_own_runtime(
-            "skiff-controller-manager",
-            1,
-            in_process_controller_manager(
-                client,
-                controller_manager_config(&args.node_ipam, &args.node_lifecycle),
+    let config = ControlPlaneConfig {
+        data_dir: args.data_dir.clone(),
+        etcd_servers: args.etcd_servers.clone(),
+        server: ServerConfig {
+            listen: args.listen,
+            service_cidr: args.service_cluster_ip_range,
+            bookmark_interval: std::time::Duration::from_secs(
+                args.bookmark_interval_seconds.max(1),
             ),
-        )?;
-    }
+            compaction_interval: std::time::Duration::from_secs(
+                args.compaction_interval_seconds.max(1),
+            ),
+            compaction_retain: args.compaction_retain_revisions.max(1),
+            watch_cache_capacity: args.watch_cache_size.max(1),
+        },
+        scheduler: args.scheduler,
+        controllers: args
+            .controllers
+            .then(|| controller_manager_config(&args.node_ipam, &args.node_lifecycle)),
+        leader_elect: true,
+    };
+    let server = cluster::start_control_plane(config).await?;
     server.serve().await.context("serving the API")
 }
 
-/// Runs an in-process component on its own threads with its own runtime. As one task among
-/// the request handlers the scheduler was starved whenever requests queued up (binding lagged
-/// seconds behind pod creates in the scheduler benchmark); as threads the kernel shares the
-/// cores fairly.
-fn spawn_on_own_runtime(
-    name: &'static str,
-    workers: usize,
-    component: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .thread_name(name)
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(component),
-                Err(e) => tracing::error!(error = %e, component = name, "cannot start its runtime"),
-            }
-        })
-        .with_context(|| format!("starting the {name} thread"))?;
-    Ok(())
-}
-
-/// A client of this process's API whose requests go straight into the server's router: the
-/// same REST API, authentication, authorization, admission and storage path as over the
-/// network, without a TCP connection and HTTP/1 framing in between (for the scheduler that was
-/// a fifth of its CPU time and as much of the server's again in the scheduler benchmark). The
-/// components in `skiff server` use it; `skiff scheduler` connects through its kubeconfig.
-///
-/// Each request is handled as a task of the runtime this is called in (the server's), not in
-/// the calling component's: the in-process scheduler runs on its own thread, and with its
-/// binding requests handled there too that one thread fell seconds behind the pod creates in
-/// the scheduler benchmark (paired runs: 730–735 → 819–863 pods/s with this, on a loaded
-/// machine).
-fn loopback_client(server: &Arc<ApiServer>) -> kube::Client {
-    use tower::ServiceExt;
-    let router = server.router();
-    let runtime = tokio::runtime::Handle::current();
-    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let task = runtime.spawn(router.clone().oneshot(request));
-        async move {
-            match task.await {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(never)) => match never {},
-                Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-            }
-        }
-    });
-    kube::Client::new(service, "default")
-}
-
-/// The scheduler as a client of this process's API, restarted if it stops (leadership lost,
-/// say), as a supervisor would restart `skiff scheduler`.
-async fn in_process_scheduler(client: kube::Client) {
-    loop {
-        let config = skiff_scheduler::SchedulerConfig::default();
-        if let Err(e) = skiff_scheduler::run(client.clone(), config).await {
-            tracing::warn!(error = %format!("{e:#}"), "scheduler stopped; restarting");
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-/// The controller manager as a client of this process's API, restarted if it stops, as a
-/// supervisor would restart `skiff controller-manager`.
-async fn in_process_controller_manager(
-    client: kube::Client,
-    config: skiff_controller::ControllerManagerConfig,
-) {
-    loop {
-        if let Err(e) = skiff_controller::run(client.clone(), config.clone()).await {
-            tracing::warn!(error = %format!("{e:#}"), "controller manager stopped; restarting");
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    // kube's rustls needs a process-wide crypto provider (ring, as the workspace pins it).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let parsed = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
-            .await
-            .with_context(|| format!("using {}", kubeconfig.display()))?;
-    kube::Client::try_from(config).context("building the API client")
-}
-
 async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
-    let client = kube_client(&args.kubeconfig).await?;
+    let client = cluster::kube_client(&args.kubeconfig).await?;
     let mut scheduler_config = skiff_scheduler::SchedulerConfig {
         scheduler_name: args.scheduler_name,
         ..Default::default()
@@ -473,7 +359,7 @@ async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 }
 
 async fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
-    let client = kube_client(&args.kubeconfig).await?;
+    let client = cluster::kube_client(&args.kubeconfig).await?;
     let mut config = controller_manager_config(&args.node_ipam, &args.node_lifecycle);
     if !args.leader_elect {
         config.leader_election = None;
@@ -486,7 +372,7 @@ async fn controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let node_name = match &args.node_name {
         Some(n) => n.clone(),
-        None => nix_hostname()?,
+        None => cluster::hostname()?,
     };
     let mut config = skiff_nodeagent::kubelet::KubeletConfig::new(&node_name);
     config.node_ip = args.node_ip;
@@ -539,31 +425,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         .kubeconfig
         .as_ref()
         .context("--kubeconfig is required")?;
-    let client = kube_client(kubeconfig).await?;
-    skiff_nodeagent::run(client, config, shutdown_signal())
-        .await
-        .context("node agent stopped")
-}
-
-fn nix_hostname() -> anyhow::Result<String> {
-    let name =
-        std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
-    Ok(name.trim().to_lowercase())
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let client = cluster::kube_client(kubeconfig).await?;
+    cluster::run_agent(client, config, cluster::shutdown_signal()).await
 }
 
 #[cfg(test)]

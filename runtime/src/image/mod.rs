@@ -25,6 +25,7 @@
 //! - `index.lock` (flock around read-modify-write of `images.json`) and `gc.lock` (shared by
 //!   pulls and imports, exclusive for prune).
 
+mod build;
 mod config;
 mod fsutil;
 mod import;
@@ -43,6 +44,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+pub use build::StaticBinaryImage;
 pub use config::ImageConfig;
 pub use manifest::{Platform, select_platform};
 pub use pull::{Credentials, PullOptions, PullProgress, PullStatus, load_credentials};

@@ -1,0 +1,253 @@
+//! `skiff up` / `skiff down` end to end, driven by the real kubectl: the demo manifests run,
+//! are served through their Services, scale, roll out a new image and back, and everything
+//! goes again.
+//!
+//! The test's thread is the machine (a fresh network namespace, `nodeagent/tests/support/net.rs`)
+//! with its address on a bridge `node0`; `skiff up` runs with a temporary data dir, runtime state
+//! dir and cgroup root, and HOME pointing at a temporary home, so the kubeconfig it merges into is
+//! the test's. On drop, `skiff down --purge` stops the cluster process (by the pid in its data
+//! dir) and removes what it made. Root only.
+
+#[path = "../nodeagent/tests/support/net.rs"]
+mod net;
+mod support;
+#[path = "support/up_cluster.rs"]
+mod up_cluster;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use up_cluster::{
+    NODE_IP, NODE_NAME, NODE_PORT, UpCluster, alive, cgroups_named, links, mounts_under, wait_until,
+};
+
+/// Pages from `n` requests to `addr`, once every one of them succeeds and `accept` holds for
+/// all of them (the proxy's rules follow endpoint changes within about a second).
+fn pages(addr: SocketAddr, n: usize, accept: impl Fn(&str) -> bool) -> Vec<String> {
+    wait_until(
+        &format!("{n} pages from {addr}"),
+        Duration::from_secs(60),
+        || {
+            let got: Vec<String> = (0..n).map_while(|_| net::get(addr).ok()).collect();
+            (got.len() == n && got.iter().all(|p| accept(p))).then_some(got)
+        },
+    )
+}
+
+/// `Served by pod NAME, …` → NAME.
+fn serving_pod(page: &str) -> String {
+    page.split("Served by pod ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn rollout_done(cluster: &UpCluster) {
+    cluster.kubectl_ok(&[
+        "-n",
+        "demo",
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=120s",
+    ]);
+}
+
+#[test]
+fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
+    if !net::require() {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = repo.join("manifests/demo.yaml").display().to_string();
+    net::in_netns(move || {
+        let cluster = UpCluster::new();
+        // A kubeconfig the user had before: `skiff up` adds to it and changes only the
+        // current context.
+        std::fs::write(
+            cluster.home().join(".kube/config"),
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: elsewhere\n  cluster:\n    server: https://elsewhere.invalid:6443\ncontexts:\n- name: elsewhere\n  context:\n    cluster: elsewhere\n    user: someone\nusers:\n- name: someone\n  user:\n    token: kept\ncurrent-context: elsewhere\n",
+        )
+        .expect("an existing kubeconfig");
+
+        let started = Instant::now();
+        let out = cluster.up();
+        let up_took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "skiff up failed:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("Node {NODE_NAME} is Ready")),
+            "{stdout}"
+        );
+        eprintln!("skiff up to node Ready: {:.2} s", up_took.as_secs_f64());
+        let pid = cluster.pid().expect("the cluster's pid file");
+
+        // Again: harmless, the same process.
+        let again = cluster.up();
+        let again_out = String::from_utf8_lossy(&again.stdout);
+        assert!(again.status.success(), "second skiff up: {again_out}");
+        assert!(again_out.contains("already running"), "{again_out}");
+        assert_eq!(cluster.pid(), Some(pid));
+
+        let contexts = cluster.kubectl_ok(&["config", "get-contexts", "-o", "name"]);
+        assert_eq!(
+            contexts.lines().collect::<Vec<_>>(),
+            vec!["elsewhere", "skiff"]
+        );
+        assert_eq!(
+            cluster.kubectl_ok(&["config", "current-context"]).trim(),
+            "skiff"
+        );
+
+        // One schedulable control-plane node, as k3s leaves it.
+        let node = cluster.kubectl_json(&["get", "node", NODE_NAME]);
+        assert_eq!(
+            node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
+            "true"
+        );
+        assert!(
+            node["spec"]["taints"]
+                .as_array()
+                .is_none_or(|t| t.is_empty()),
+            "{}",
+            node["spec"]
+        );
+        assert_eq!(node["spec"]["podCIDR"], "10.244.0.0/24");
+
+        // The demo: three pods Ready, the page through the ClusterIP and the NodePort.
+        let applied = cluster.kubectl_ok(&["apply", "-f", &demo]);
+        assert!(applied.contains("deployment.apps/web created"), "{applied}");
+        rollout_done(&cluster);
+        let ready = wait_until("3 web pods Ready", Duration::from_secs(60), || {
+            let pods = cluster.ready_web_pods();
+            (pods.len() == 3).then_some(pods)
+        });
+        assert!(ready.iter().all(|p| p["spec"]["nodeName"] == NODE_NAME));
+        let cluster_ip: Ipv4Addr = cluster
+            .kubectl_ok(&[
+                "-n",
+                "demo",
+                "get",
+                "service",
+                "web",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ])
+            .trim()
+            .parse()
+            .expect("a ClusterIP");
+        let via_cluster_ip = SocketAddr::from((cluster_ip, 80));
+        let via_node_port = SocketAddr::from((NODE_IP, NODE_PORT));
+        let v1 = |p: &str| p.contains("Hello from Skiff") && p.contains("image version v1.");
+        let seen = pages(via_cluster_ip, 30, v1);
+        let pod_names: std::collections::BTreeSet<String> = ready
+            .iter()
+            .map(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        let served: std::collections::BTreeSet<String> =
+            seen.iter().map(|p| serving_pod(p)).collect();
+        assert!(served.is_subset(&pod_names), "{served:?} ⊄ {pod_names:?}");
+        assert!(served.len() > 1, "30 requests all went to {served:?}");
+        pages(via_node_port, 10, v1);
+
+        // Scale to 5.
+        cluster.kubectl_ok(&["-n", "demo", "scale", "deployment/web", "--replicas=5"]);
+        rollout_done(&cluster);
+        wait_until("5 web pods Ready", Duration::from_secs(60), || {
+            (cluster.ready_web_pods().len() == 5).then_some(())
+        });
+
+        // A new image tag, then back.
+        cluster.kubectl_ok(&[
+            "-n",
+            "demo",
+            "set",
+            "image",
+            "deployment/web",
+            "web=skiff.local/busybox:v2",
+        ]);
+        rollout_done(&cluster);
+        pages(via_cluster_ip, 20, |p| p.contains("image version v2."));
+        pages(via_node_port, 10, |p| p.contains("image version v2."));
+        let history = cluster.kubectl_ok(&["-n", "demo", "rollout", "history", "deployment/web"]);
+        assert!(history.contains('1') && history.contains('2'), "{history}");
+        cluster.kubectl_ok(&["-n", "demo", "rollout", "undo", "deployment/web"]);
+        rollout_done(&cluster);
+        pages(via_cluster_ip, 20, v1);
+        let images: Vec<String> = cluster
+            .ready_web_pods()
+            .iter()
+            .map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(images.len(), 5);
+        assert!(
+            images.iter().all(|i| i == "skiff.local/busybox:v1"),
+            "{images:?}"
+        );
+
+        // The namespace goes, and with it every pod and container.
+        cluster.kubectl_ok(&["delete", "namespace", "demo", "--timeout=120s"]);
+        let (found, _, _) = cluster.kubectl(&["get", "namespace", "demo"]);
+        assert!(!found, "namespace demo is still there");
+        wait_until("the pods' containers gone", Duration::from_secs(60), || {
+            cluster.pod_containers().is_empty().then_some(())
+        });
+        assert!(
+            net::get(via_node_port).is_err(),
+            "the NodePort still answers"
+        );
+
+        // Down: no process, interfaces, rules, mounts or cgroups left; the kubeconfig as it was.
+        let out = cluster.down();
+        assert!(
+            out.status.success(),
+            "skiff down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!alive(pid), "the cluster process {pid} is still there");
+        let left: Vec<String> = links()
+            .into_iter()
+            .filter(|l| l != "lo" && l != "node0")
+            .collect();
+        assert!(left.is_empty(), "interfaces left: {left:?}");
+        assert_eq!(net::skiff_chains(), Vec::<String>::new());
+        let routes = net::sh(&["ip", "route", "show", "proto", "83"]);
+        assert!(routes.trim().is_empty(), "routes left: {routes}");
+        assert_eq!(mounts_under(cluster.dir.path()), Vec::<String>::new());
+        assert_eq!(cgroups_named(&cluster.cgroup_root), Vec::<PathBuf>::new());
+        assert!(cluster.runtime().list().unwrap_or_default().is_empty());
+        assert_eq!(
+            cluster
+                .kubectl_ok(&["config", "get-contexts", "-o", "name"])
+                .trim(),
+            "elsewhere"
+        );
+        let kept =
+            std::fs::read_to_string(cluster.home().join(".kube/config")).expect("kubeconfig");
+        assert!(kept.contains("token: kept"), "{kept}");
+
+        // Down again: nothing to stop, still fine.
+        let again = cluster.down();
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+    });
+}
