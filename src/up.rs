@@ -417,7 +417,8 @@ async fn run_cluster(args: UpArgs) -> anyhow::Result<()> {
         .node_labels
         .insert(CONTROL_PLANE_LABEL.into(), "true".into());
     let agent_client = cluster::loopback_client(&server);
-    cluster::spawn_on_own_runtime("skiff-agent", 2, async move {
+    let blocking = Some(cluster::AGENT_BLOCKING_THREADS);
+    cluster::spawn_on_own_runtime("skiff-agent", 2, blocking, async move {
         if let Err(e) = cluster::run_agent(agent_client, kubelet, std::future::pending()).await {
             tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
         }

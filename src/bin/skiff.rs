@@ -310,7 +310,7 @@ fn main() -> anyhow::Result<()> {
         Command::ControllerManager(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(controller_manager(args)),
-        Command::Agent(args) => tokio::runtime::Runtime::new()
+        Command::Agent(args) => cluster::agent_runtime()
             .context("starting the async runtime")?
             .block_on(agent(args)),
         Command::Up(args) => up::up(args),

@@ -31,6 +31,8 @@ pub static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Cluster {
     pub agent: Option<Child>,
     pub dir: tempfile::TempDir,
+    /// The runtime's state, on tmpfs as the agent's default (/run/skiff/runtime) is.
+    pub state: tempfile::TempDir,
     pub cgroup_root: String,
     pub port: u16,
     pub agent_flags: Vec<String>,
@@ -78,10 +80,14 @@ impl Cluster {
             .prefix("skiff-agent-test-")
             .tempdir_in("/tmp")
             .expect("tempdir");
+        let state = tempfile::Builder::new()
+            .prefix("skiff-agent-test-state-")
+            .tempdir_in("/run")
+            .expect("tempdir for the runtime's state");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let cgroup_root = format!("skiff-test-agent-{}-{n}", std::process::id());
         let runtime = Runtime::new(RuntimeConfig {
-            state_dir: dir.path().join("state"),
+            state_dir: state.path().to_path_buf(),
             data_dir: dir.path().join("data"),
             helper_binary: PathBuf::from(SKIFF),
         });
@@ -97,6 +103,7 @@ impl Cluster {
         let mut cluster = Cluster {
             agent: None,
             dir,
+            state,
             cgroup_root,
             port,
             agent_flags: agent_flags.iter().map(|s| s.to_string()).collect(),
@@ -115,7 +122,7 @@ impl Cluster {
             "--root-dir".into(),
             d.join("agent").display().to_string(),
             "--runtime-state-dir".into(),
-            d.join("state").display().to_string(),
+            self.state.path().display().to_string(),
             "--runtime-data-dir".into(),
             d.join("data").display().to_string(),
             "--cgroup-root".into(),
@@ -159,7 +166,7 @@ impl Cluster {
 
     pub fn runtime(&self) -> Runtime {
         Runtime::new(RuntimeConfig {
-            state_dir: self.dir.path().join("state"),
+            state_dir: self.state.path().to_path_buf(),
             data_dir: self.dir.path().join("data"),
             helper_binary: PathBuf::from(SKIFF),
         })
