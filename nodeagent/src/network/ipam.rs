@@ -123,6 +123,13 @@ impl Locked<'_> {
             let mut lines = text.lines();
             let sandbox_id = lines.next().unwrap_or_default().trim().to_string();
             let host_veth = lines.next().unwrap_or_default().trim().to_string();
+            if sandbox_id.is_empty() {
+                // Only a power loss right after an allocation leaves a record without its
+                // content, and then its pod's namespaces are gone as well: the address is free.
+                tracing::warn!(path = %path.display(), "removing an empty address record");
+                fs::remove_file(&path).map_err(io_error(&path))?;
+                continue;
+            }
             records.push(Record {
                 ip,
                 sandbox_id,
@@ -184,13 +191,11 @@ impl Locked<'_> {
             &dir,
             &ip.to_string(),
             format!("{sandbox_id}\n{host_veth}\n").as_bytes(),
-            true,
         )?;
         write_atomically(
             &self.ipam.state_dir,
             LAST_RESERVED,
             ip.to_string().as_bytes(),
-            false,
         )?;
         Ok(record)
     }
@@ -222,23 +227,15 @@ impl Locked<'_> {
 }
 
 /// Writes `dir/name` so that it holds either its old content or all of `content` (temp file,
-/// rename). With `durable`, the content reaches the disk before the rename, so after a power
-/// loss the file is whole or absent. The rename itself is not synced: records must outlive the
-/// agent (the page cache does), and a lost machine loses its pods' namespaces with it, so an
-/// allocation forgotten by a power loss belonged to an interface that is gone too.
-fn write_atomically(
-    dir: &Path,
-    name: &str,
-    content: &[u8],
-    durable: bool,
-) -> Result<(), NetworkError> {
+/// rename), without an fsync: records must outlive the agent, which the page cache does, and
+/// a power loss takes the pods' namespaces with it (a record left empty by one is removed as
+/// free when read). CNI's host-local allocator does not sync either; under the lock an fsync
+/// per pod serialised a burst of pod starts on the disk.
+fn write_atomically(dir: &Path, name: &str, content: &[u8]) -> Result<(), NetworkError> {
     let temp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
     let mut file = File::create(&temp).map_err(io_error(&temp))?;
     file.write_all(content).map_err(io_error(&temp))?;
-    if durable {
-        file.sync_data().map_err(io_error(&temp))?;
-    }
     drop(file);
     fs::rename(&temp, &target).map_err(io_error(&target))
 }

@@ -37,6 +37,7 @@ mod cmd;
 pub mod dns;
 mod hostport;
 mod ipam;
+mod pod_side;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -92,6 +93,11 @@ pub enum NetworkError {
     },
     #[error("unexpected output from `{command}`: {detail}")]
     Output { command: String, detail: String },
+    #[error("configuring the pod's {POD_INTERFACE} in {netns}: {source}")]
+    PodInterface {
+        netns: PathBuf,
+        source: std::io::Error,
+    },
     #[error("entering the network namespace {path}: {source}")]
     Netns { path: PathBuf, source: nix::Error },
     #[error("{0} exists and is not a bridge")]
@@ -421,19 +427,18 @@ impl PodNetwork {
         host.push(format!("link set {host_veth} type bridge_slave hairpin on"));
         host.push(format!("link set {host_veth} up"));
         cmd::ip_batch(&host, false)?;
-        let pod = [
-            "link set lo up".to_string(),
-            format!(
-                "address replace {}/{} dev {POD_INTERFACE}",
-                interface.ip, interface.prefix_len
-            ),
-            format!("link set {POD_INTERFACE} up"),
-            format!(
-                "route replace default via {} dev {POD_INTERFACE}",
-                interface.gateway
-            ),
-        ];
-        in_netns(netns, || cmd::ip_batch(&pod, false))
+        in_netns(netns, || {
+            pod_side::configure(
+                POD_INTERFACE,
+                interface.ip,
+                interface.prefix_len,
+                interface.gateway,
+            )
+            .map_err(|source| NetworkError::PodInterface {
+                netns: netns.to_path_buf(),
+                source,
+            })
+        })
     }
 
     /// Removes the sandbox's veth (its pod end goes with it) and releases its address.
