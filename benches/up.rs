@@ -78,6 +78,10 @@ impl ClusterMemory {
         let mut cluster = Memory::default();
         if let Some(pid) = up.pid() {
             cluster.add(pid);
+            // Its runtime helpers (the monitor spawner) count with it.
+            for child in runtime_helpers_of(pid) {
+                cluster.add(child);
+            }
         }
         let mut monitors = Memory::default();
         let mut pauses = Memory::default();
@@ -108,6 +112,29 @@ impl ClusterMemory {
             pss_kb: self.cluster.pss_kb + self.monitors.pss_kb + self.pauses.pss_kb,
         }
     }
+}
+
+/// The children of `parent` that are the runtime's own processes (`skiff __skiff_runtime …`).
+fn runtime_helpers_of(parent: i32) -> Vec<i32> {
+    let parent = parent.to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string));
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let helper = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == skiff_runtime::reexec::MARKER.as_bytes());
+        if ppid.as_deref() == Some(parent.as_str()) && helper {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 fn mb(kb: u64) -> f64 {
@@ -244,7 +271,7 @@ fn report(r: &Results) {
     let mut t = table(vec![
         "memory",
         "processes",
-        "cluster process RSS MB",
+        "cluster process (+ spawner) RSS MB",
         "monitors RSS MB",
         "pause RSS MB",
         "total RSS MB",
