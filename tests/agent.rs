@@ -492,12 +492,28 @@ fn volumes_env_and_init_containers_are_set_up_in_order() {
                 .find(|l| l.split(' ').nth(4) == Some(scratch.to_str().expect("path")))
                 .expect("scratch is a mount");
             assert!(line.contains(" - tmpfs ") && line.contains("size=8192k"), "{line}");
+            // Secret and projected volumes (the service-account directory is one) are tmpfs
+            // mounts of their own, as kubelet makes them.
+            let in_memory = [
+                pod_dir.join("volumes/kubernetes.io~secret/creds"),
+                pod_dir.join("volumes/kubernetes.io~projected/skiff-service-account"),
+            ];
+            for dir in &in_memory {
+                let line = mounts
+                    .lines()
+                    .find(|l| l.split(' ').nth(4) == dir.to_str())
+                    .unwrap_or_else(|| panic!("{} is not a mount", dir.display()));
+                assert!(line.contains(" - tmpfs "), "{line}");
+            }
             pods.delete("volumes", &DeleteParams { grace_period_seconds: Some(1), ..Default::default() })
                 .await
                 .expect("delete");
-            support::wait_for("the pod gone with its tmpfs", || async {
+            support::wait_for("the pod gone with its tmpfs mounts", || async {
                 let gone = pods.get_opt("volumes").await.ok()?.is_none();
-                let mounted = std::fs::read_to_string("/proc/self/mountinfo").ok()?.contains(scratch.to_str()?);
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+                let mounted = [&scratch, &in_memory[0], &in_memory[1]]
+                    .iter()
+                    .any(|dir| dir.to_str().is_some_and(|d| mountinfo.contains(d)));
                 (gone && !mounted).then_some(())
             })
             .await;

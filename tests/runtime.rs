@@ -967,6 +967,49 @@ fn bind_mounts_and_readonly_root() {
 // ---------------------------------------------------------------------------------------------
 // 7. A new Runtime finds running containers again.
 
+/// The runtime's own processes run with transparent huge pages off (a fresh allocator segment
+/// would otherwise cost each monitor a zeroed 2 MiB page); the container's process gets the
+/// host's setting back, with an exec'd process too.
+#[test]
+fn runtime_processes_keep_off_huge_pages_but_containers_do_not() {
+    let Some(env) = Env::new("huge-pages") else {
+        return;
+    };
+    let thp_enabled = |pid: i32| -> String {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string())
+            .expect("THP_enabled in /proc/PID/status")
+    };
+    let id = "huge-pages";
+    let state = env
+        .runtime
+        .create_and_start(id, env.options(id, &["sleep", "30"]))
+        .expect("create");
+    let pid = state.pid();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let monitor: i32 = stat[stat.rfind(')').expect("comm") + 2..]
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("ppid");
+    assert_eq!(thp_enabled(monitor), "0", "the monitor");
+    assert_eq!(thp_enabled(pid), "1", "the container's process");
+    let exec = env.exec_args(id, &["grep", "THP_enabled", "/proc/self/status"]);
+    let (stdout, stderr) = output_text(&exec);
+    assert!(exec.status.success(), "exec failed: {stderr}");
+    assert_eq!(
+        stdout.split_whitespace().collect::<Vec<_>>(),
+        ["THP_enabled:", "1"],
+        "an exec'd process"
+    );
+    env.kill(id, "KILL");
+    env.runtime.wait_timeout(id, Some(WAIT)).expect("wait");
+    env.delete_and_check(id, false);
+}
+
 #[test]
 fn restarted_runtime_finds_running_containers() {
     let Some(env) = Env::new("restart") else {

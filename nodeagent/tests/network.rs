@@ -328,6 +328,9 @@ fn pods_on_the_bridge_reach_each_other_the_node_and_the_outside() {
                 master.contains("master skiff0") && master.contains("state UP"),
                 "{master}"
             );
+            // Hairpin on, so a pod can reach itself through a Service address.
+            let details = ip(&["-details", "link", "show", "dev", &interface.host_veth]);
+            assert!(details.contains("hairpin on"), "{details}");
         }
         let pod_routes = a.ip(&["-4", "route", "show"]);
         assert!(

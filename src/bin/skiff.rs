@@ -283,6 +283,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(code) = skiff_runtime::reexec::dispatch() {
         std::process::exit(code);
     }
+    // No transparent huge pages for Skiff's own processes: mimalloc asks for them, and each
+    // thread's fresh 2 MiB of heap then counts whole (80 MB idle for `skiff up` with them,
+    // 56 MB without; BENCHMARKS.md). Containers get the host's setting back before their exec.
+    skiff_runtime::reexec::set_huge_pages(false);
     let cli = Cli::parse();
     // `skiff up` and `skiff down` talk to a person: their progress is what they print, and the
     // client's connection errors while `up` polls the starting server are expected.

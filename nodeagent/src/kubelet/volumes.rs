@@ -4,6 +4,10 @@
 //! into a `..data` directory swapped in one rename, so a reader never sees half an update;
 //! rewritten when the source changes), hostPath (bind-mounted as it is), and the
 //! service-account directory at /var/run/secrets/kubernetes.io/serviceaccount.
+//!
+//! Secret and projected volumes (the service-account directory is one) sit on a tmpfs of their
+//! own, as kubelet wraps them in a medium-Memory emptyDir: secrets never reach the node's disk,
+//! and a pod start allocates no disk inodes for them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -63,7 +67,7 @@ pub async fn setup(
                 }
             }
         }
-        write_atomic(&dir, &payload).map_err(|e| format!("writing {}: {e}", dir.display()))?;
+        write_in_memory(&dir, &payload)?;
         out.insert(SERVICE_ACCOUNT_VOLUME.into(), dir);
     }
     Ok(out)
@@ -78,20 +82,12 @@ async fn setup_one(
     if let Some(e) = &v.empty_dir {
         let dir = plugin_dir(pod_dir, "kubernetes.io~empty-dir", &v.name);
         create_dir(&dir)?;
-        if e.medium.as_deref() == Some("Memory") && !is_mount_point(&dir) {
+        if e.medium.as_deref() == Some("Memory") {
             let size = e
                 .size_limit
                 .as_ref()
-                .and_then(|q| super::containers::bytes(&q.0))
-                .map(|b| format!("size={b}"));
-            nix::mount::mount(
-                Some("tmpfs"),
-                &dir,
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                size.as_deref(),
-            )
-            .map_err(|e| format!("mounting tmpfs at {}: {e}", dir.display()))?;
+                .and_then(|q| super::containers::bytes(&q.0));
+            mount_tmpfs(&dir, size)?;
         }
         // World-writable as upstream makes emptyDirs, so any runAsUser can use it.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
@@ -155,7 +151,7 @@ async fn setup_one(
             s.optional,
         )
         .await?;
-        write_atomic(&dir, &payload).map_err(|e| format!("writing {}: {e}", dir.display()))?;
+        write_in_memory(&dir, &payload)?;
         return Ok(dir);
     }
     if let Some(d) = &v.downward_api {
@@ -223,7 +219,7 @@ async fn setup_one(
             // serviceAccountToken sources: token issuance comes with the security work;
             // the rest of the projection is mounted.
         }
-        write_atomic(&dir, &payload).map_err(|e| format!("writing {}: {e}", dir.display()))?;
+        write_in_memory(&dir, &payload)?;
         return Ok(dir);
     }
     Err("volume type is not supported by this node".into())
@@ -313,12 +309,46 @@ fn select(
     Ok(out)
 }
 
+/// Mounts a tmpfs at `dir` (created if need be) unless one is there already, as after an agent
+/// restart.
+fn mount_tmpfs(dir: &Path, size_bytes: Option<i64>) -> Result<(), String> {
+    create_dir(dir)?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let size = size_bytes.map(|b| format!("size={b}"));
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        size.as_deref(),
+    )
+    .map_err(|e| format!("mounting tmpfs at {}: {e}", dir.display()))
+}
+
+/// The atomic writer on a tmpfs of the volume's own (secret and projected volumes).
+fn write_in_memory(dir: &Path, payload: &Payload) -> Result<(), String> {
+    mount_tmpfs(dir, None)?;
+    write_atomic(dir, payload)
+        .map(drop)
+        .map_err(|e| format!("writing {}: {e}", dir.display()))
+}
+
 fn create_dir(path: &Path) -> Result<(), String> {
     std::fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))
 }
 
+/// Whether something is mounted at `path`: its device differs from its parent's. Enough for the
+/// tmpfs volumes mounted here, and a stat of each instead of a read of the whole mount table on
+/// every sync of every pod.
 fn is_mount_point(path: &Path) -> bool {
-    skiff_runtime::image::is_mount_point(path).unwrap_or(false)
+    use std::os::unix::fs::MetadataExt;
+    let device = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.dev());
+    match (path.parent().map(device), device(path)) {
+        (Some(Ok(parent)), Ok(own)) => parent != own,
+        _ => false,
+    }
 }
 
 /// What `..data` holds now, read back for comparison.
@@ -411,13 +441,19 @@ pub fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Unmounts the pod's tmpfs emptyDirs and removes its volume directories (hostPaths are the
+/// Unmounts the pod's tmpfs volumes and removes its volume directories (hostPaths are the
 /// host's and stay).
 pub fn teardown(pod_dir: &Path) -> io::Result<()> {
-    let empty = pod_dir.join("volumes").join("kubernetes.io~empty-dir");
-    if let Ok(entries) = std::fs::read_dir(&empty) {
-        for entry in entries.flatten() {
-            let path = entry.path();
+    let plugins = std::fs::read_dir(pod_dir.join("volumes"))
+        .into_iter()
+        .flatten();
+    for plugin in plugins.flatten() {
+        for volume in std::fs::read_dir(plugin.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = volume.path();
             if is_mount_point(&path) {
                 nix::mount::umount2(&path, MntFlags::MNT_DETACH).map_err(io::Error::from)?;
             }

@@ -192,11 +192,10 @@ impl Locked<'_> {
             &ip.to_string(),
             format!("{sandbox_id}\n{host_veth}\n").as_bytes(),
         )?;
-        write_atomically(
-            &self.ipam.state_dir,
-            LAST_RESERVED,
-            ip.to_string().as_bytes(),
-        )?;
+        // Rewritten in place, as host-local does: it is only where the next search starts (a
+        // torn one reads as absent), and a rename would allocate and free an inode per pod.
+        let last = self.ipam.state_dir.join(LAST_RESERVED);
+        fs::write(&last, ip.to_string()).map_err(io_error(&last))?;
         Ok(record)
     }
 

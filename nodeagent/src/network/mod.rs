@@ -19,10 +19,11 @@
 //! Every route this module adds carries the protocol number [`ROUTE_PROTOCOL`], which is how it
 //! finds its own routes again (to reconcile them, after a restart, and in [`PodNetwork::cleanup`]).
 //!
-//! Commands are iproute2 and iptables run as children of the calling thread, so everything
-//! happens in the network namespace of the thread that calls — the host's for the agent, a
-//! test's own namespace in tests. The pod side of [`PodNetwork::attach`] runs on a short-lived
-//! thread that has entered the sandbox's namespace (`setns`), so no `nsenter` is needed.
+//! Everything happens in the network namespace of the thread that calls — the host's for the
+//! agent, a test's own namespace in tests: node setup runs iproute2 and iptables as children of
+//! that thread; a pod's veth is made per sandbox without any process — the host end with
+//! rtnetlink requests (`host_side.rs`), the pod end with interface ioctls from a short-lived
+//! thread that has entered the sandbox's namespace (`pod_side.rs`, `setns`, no `nsenter`).
 //!
 //! Using it: `PodNetwork::new(config)` once, `ensure_node()` at start (and whenever the node may
 //! have been tampered with), `sync_peer_routes()` whenever the Nodes' podCIDRs/InternalIPs
@@ -35,6 +36,7 @@
 mod cidr;
 mod cmd;
 pub mod dns;
+mod host_side;
 mod hostport;
 mod ipam;
 mod pod_side;
@@ -96,6 +98,12 @@ pub enum NetworkError {
     #[error("configuring the pod's {POD_INTERFACE} in {netns}: {source}")]
     PodInterface {
         netns: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{action} {interface}: {source}")]
+    HostInterface {
+        action: &'static str,
+        interface: String,
         source: std::io::Error,
     },
     #[error("entering the network namespace {path}: {source}")]
@@ -392,15 +400,15 @@ impl PodNetwork {
     ) -> Result<(), NetworkError> {
         let bridge = &self.config.bridge;
         let host_veth = &interface.host_veth;
-        let netns_text = netns
-            .to_str()
-            .filter(|s| !s.contains(char::is_whitespace))
-            .ok_or_else(|| {
-                NetworkError::Config(format!(
-                    "network namespace path {} is not usable",
-                    netns.display()
-                ))
-            })?;
+        let host_error = |action: &'static str| {
+            move |source| NetworkError::HostInterface {
+                action,
+                interface: host_veth.clone(),
+                source,
+            }
+        };
+        let bridge_index = interface_index(bridge)
+            .ok_or_else(|| NetworkError::Config(format!("the bridge {bridge} does not exist")))?;
         let mut create_pair = true;
         if let Some(host_index) = interface_index(host_veth) {
             // Either this sandbox was wired before (agent restart), or the veth belongs to an
@@ -414,19 +422,33 @@ impl PodNetwork {
                 create_pair = false;
             } else {
                 tracing::info!(%host_veth, netns = %netns.display(), fresh, "replacing a veth that is not paired with the sandbox's eth0");
-                cmd::ip_batch(&[format!("link del {host_veth}")], false)?;
+                delete_link(host_veth)?;
             }
         }
-        let mut host = Vec::new();
+        let mut rtnetlink =
+            host_side::Rtnetlink::open().map_err(host_error("opening rtnetlink for"))?;
         if create_pair {
-            host.push(format!(
-                "link add {host_veth} type veth peer name {POD_INTERFACE} netns {netns_text}"
-            ));
+            let namespace = File::open(netns).map_err(|source| NetworkError::Io {
+                path: netns.to_path_buf(),
+                source,
+            })?;
+            rtnetlink
+                .add_veth(host_veth, POD_INTERFACE, &namespace, bridge_index)
+                .map_err(host_error("creating the veth"))?;
         }
-        host.push(format!("link set {host_veth} master {bridge}"));
-        host.push(format!("link set {host_veth} type bridge_slave hairpin on"));
-        host.push(format!("link set {host_veth} up"));
-        cmd::ip_batch(&host, false)?;
+        let host_index = interface_index(host_veth).ok_or_else(|| NetworkError::HostInterface {
+            action: "finding",
+            interface: host_veth.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+        if !create_pair {
+            rtnetlink
+                .attach_to_bridge(host_index, bridge_index)
+                .map_err(host_error("putting on the bridge"))?;
+        }
+        rtnetlink
+            .set_hairpin(host_index)
+            .map_err(host_error("turning hairpin on for"))?;
         in_netns(netns, || {
             pod_side::configure(
                 POD_INTERFACE,
@@ -631,13 +653,19 @@ fn interface_index(name: &str) -> Option<u32> {
 }
 
 fn delete_link(name: &str) -> Result<(), NetworkError> {
-    if interface_index(name).is_none() {
+    let Some(index) = interface_index(name) else {
         return Ok(());
-    }
-    match cmd::ip_batch(&[format!("link del {name}")], false) {
+    };
+    let deleted = host_side::Rtnetlink::open().and_then(|mut link| link.delete(index));
+    match deleted {
+        Ok(()) => Ok(()),
         // Gone in between (its peer's namespace went away): what we wanted.
         Err(_) if interface_index(name).is_none() => Ok(()),
-        other => other,
+        Err(source) => Err(NetworkError::HostInterface {
+            action: "deleting",
+            interface: name.to_string(),
+            source,
+        }),
     }
 }
 

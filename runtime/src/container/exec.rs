@@ -195,6 +195,7 @@ fn exec_main(json: &str) -> Result<i32, String> {
         if let Err(e) = std::env::set_current_dir(&cwd) {
             fail(format!("changing to {}: {e}", cwd.display()));
         }
+        crate::reexec::set_huge_pages(true);
         if !no_new_privileges && let Some(s) = &seccomp {
             s.apply().unwrap_or_else(|e| fail(format!("seccomp: {e}")));
         }

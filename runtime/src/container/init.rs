@@ -264,6 +264,7 @@ fn setup(context: &InitContext) -> Result<ReadyToExec, String> {
     let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| "NUL in path")?;
 
     // From here on, only system calls: everything was prepared by the monitor.
+    crate::reexec::set_huge_pages(true);
     let no_new_privileges = process.no_new_privileges().unwrap_or(false);
     if !no_new_privileges && let Some(seccomp) = &context.seccomp {
         seccomp

@@ -104,7 +104,9 @@ fn write_layout(spec: &StaticBinaryImage<'_>, layout: &Path) -> Result<(), Image
 }
 
 /// The layer: `/bin/<binary>`, its links, `/tmp` (sticky), `/etc/passwd` and `/etc/group`
-/// with root and nobody, as `scripts/fixtures/busybox-image.sh` makes it.
+/// with root and nobody, and most other top-level directories of Docker Hub's busybox (so a
+/// container's /proc, /sys and /dev mount points come with the image), as
+/// `scripts/fixtures/busybox-image.sh` makes it.
 fn layer_tar(spec: &StaticBinaryImage<'_>) -> Result<Vec<u8>, ImageError> {
     let file_name = spec
         .binary
@@ -120,9 +122,14 @@ fn layer_tar(spec: &StaticBinaryImage<'_>) -> Result<Vec<u8>, ImageError> {
     let tar_err = |what: &str| io_err(format!("write {what} into the layer"));
     for (dir, mode) in [
         ("bin/", 0o755),
+        ("dev/", 0o755),
         ("etc/", 0o755),
+        ("home/", 0o755),
+        ("proc/", 0o755),
         ("root/", 0o700),
+        ("sys/", 0o755),
         ("tmp/", 0o1777),
+        ("var/", 0o755),
     ] {
         let mut header = entry_header(tar::EntryType::Directory, mode, 0);
         builder
