@@ -128,6 +128,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     // The pod watch feeds the cache first, then the expectations, then the triggers.
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(crate::informers::strip_managed_fields)
         .reflect(pod_writer)
         .inspect_ok(move |event| observer.expectations.observe(event))
         .touched_objects();

@@ -118,6 +118,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     // `deletePod` handler; their ReplicaSets' status changes bring everything else.
     let pod_deletions = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(crate::informers::strip_managed_fields)
         .reflect(pod_writer)
         .try_filter_map(|event| {
             futures::future::ready(Ok(match event {

@@ -92,6 +92,7 @@ pub async fn run(client: Client) -> Result<(), ControllerError> {
     let (pods, pod_writer) = reflector::store();
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(crate::informers::strip_managed_fields)
         .reflect(pod_writer)
         .touched_objects();
     let controller = Controller::new(

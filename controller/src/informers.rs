@@ -92,6 +92,13 @@ impl NodeInformers {
     }
 }
 
+/// Drops `metadata.managedFields` from an object about to be cached, as upstream's controller
+/// manager and scheduler informers do (`TransformStripManagedFields`): no controller reads
+/// them, and each entry's `fieldsV1` is a JSON tree kept for every cached copy of every pod.
+pub fn strip_managed_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// Mirrors `api` into `writer`, raising `changed` on every event, until the watch ends
 /// (kube-rs's watcher retries errors with backoff itself).
 async fn cache<K>(
@@ -109,6 +116,7 @@ async fn cache<K>(
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(strip_managed_fields)
         .reflect(writer)
         .for_each(|event| {
             if let Err(e) = &event {

@@ -166,6 +166,7 @@ pub async fn run(client: Client, config: JobControllerConfig) -> Result<(), Cont
     // woken by a pod event sees that event everywhere.
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(crate::informers::strip_managed_fields)
         .reflect(pod_writer)
         .inspect_ok(move |event| {
             observer.expectations.observe(event);

@@ -69,7 +69,12 @@ pub async fn run(shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config =
         watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
-    let mut events = watcher(api, config).default_backoff().boxed();
+    // Without managedFields, as upstream's informers keep them: nothing here reads them, and
+    // every worker holds its pod.
+    let mut events = watcher(api, config)
+        .default_backoff()
+        .modify(|pod: &mut Pod| pod.metadata.managed_fields = None)
+        .boxed();
     let mut workers: HashMap<String, Worker> = HashMap::new();
     let mut listing: HashMap<String, Arc<Pod>> = HashMap::new();
     let mut orphans_checked = false;

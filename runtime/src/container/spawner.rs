@@ -201,6 +201,11 @@ fn receive_with_fd(socket: RawFd) -> std::io::Result<Option<([u8; 4], Option<Own
 /// Entry of the spawner process (its socket is stdin); returns the code to exit with.
 pub(crate) fn run_spawner() -> i32 {
     const SOCKET: RawFd = 0;
+    // Every monitor needs the host's cgroup layout: found once here, each fork inherits it
+    // instead of reading the whole mount table (hundreds of lines with pods running) itself.
+    if let Err(e) = crate::cgroups::Hierarchy::shared() {
+        eprintln!("skiff runtime spawner: {e} (each monitor will look for itself)");
+    }
     loop {
         let (len, sync) = match receive_with_fd(SOCKET) {
             Ok(Some(message)) => message,
