@@ -325,13 +325,21 @@ async fn wait_node_ready(
             bail!(
                 "the cluster process exited ({status}); the end of {}:\n{}",
                 log_path.display(),
-                log_tail(log_path, 20)
+                exit_reason(log_path)
             );
         }
-        let last_error = match node_ready(kubeconfig, node_name).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => format!("node {node_name} is not Ready yet"),
-            Err(e) => format!("{e:#}"),
+        // Bounded: whatever holds the port may accept and never answer, and the cluster
+        // process's exit must still be noticed.
+        let last_error = match tokio::time::timeout(
+            NODE_POLL_TIMEOUT,
+            node_ready(kubeconfig, node_name),
+        )
+        .await
+        {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => format!("node {node_name} is not Ready yet"),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => format!("the API server did not answer within {NODE_POLL_TIMEOUT:?}"),
         };
         if Instant::now() >= deadline {
             bail!(
@@ -342,6 +350,9 @@ async fn wait_node_ready(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// How long one look at the Node may take while `skiff up` waits for it.
+const NODE_POLL_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn node_ready(kubeconfig: &Path, node_name: &str) -> anyhow::Result<bool> {
     let client = cluster::kube_client(kubeconfig).await?;
@@ -355,6 +366,24 @@ async fn node_ready(kubeconfig: &Path, node_name: &str) -> anyhow::Result<bool> 
         .unwrap_or_default()
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// What the cluster process said when it failed: its last `Error:` report (anyhow's, from
+/// `main`, with its causes but without a backtrace), or else the log's last lines.
+fn exit_reason(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().rposition(|line| line.starts_with("Error: ")) else {
+        return log_tail(path, 20);
+    };
+    lines[start..]
+        .iter()
+        .take_while(|line| !line.starts_with("Stack backtrace:"))
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -371,6 +400,10 @@ async fn run_cluster(args: UpArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let _pid_lock = lock_pid_file(&args.data_dir)?;
+    // The API server's port first: when it is taken, fail before anything is made.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("the API server cannot listen on {}", args.listen))?;
     let settings = args.settings()?;
     // Kept before anything is made, so `skiff down` finds it even if start-up fails halfway;
     // the merged kubeconfig is recorded by `skiff up` once it has merged it.
@@ -431,7 +464,7 @@ async fn run_cluster(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!(pid = std::process::id(), "skiff is up");
     tokio::select! {
-        served = server.serve() => served.context("serving the API"),
+        served = server.serve_on(listener) => served.context("serving the API"),
         () = cluster::shutdown_signal() => {
             tracing::info!("stopping; pods keep running until `skiff down`");
             Ok(())

@@ -251,3 +251,37 @@ fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
         );
     });
 }
+
+/// `skiff up` cannot listen (the API server's port is taken): it fails with the reason, as a
+/// person can act on it, and leaves no cluster process, interface, rule, mount or cgroup.
+#[test]
+fn up_fails_clearly_when_its_port_is_taken() {
+    if !net::require() {
+        return;
+    }
+    net::in_netns(|| {
+        let cluster = UpCluster::new();
+        let taken = std::net::TcpListener::bind("127.0.0.1:6443").expect("take the port");
+        let out = cluster.up();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "skiff up succeeded: {stderr}");
+        assert!(
+            stderr.contains("127.0.0.1:6443") && stderr.contains("in use"),
+            "the reason is not given: {stderr}"
+        );
+        if let Some(pid) = cluster.pid() {
+            wait_until("the cluster process gone", Duration::from_secs(10), || {
+                (!alive(pid)).then_some(())
+            });
+        }
+        let left: Vec<String> = links()
+            .into_iter()
+            .filter(|l| l != "lo" && l != "node0")
+            .collect();
+        assert!(left.is_empty(), "interfaces left: {left:?}");
+        assert_eq!(net::skiff_chains(), Vec::<String>::new());
+        assert_eq!(mounts_under(cluster.dir.path()), Vec::<String>::new());
+        assert_eq!(cgroups_named(&cluster.cgroup_root), Vec::<PathBuf>::new());
+        drop(taken);
+    });
+}

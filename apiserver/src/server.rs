@@ -187,6 +187,16 @@ impl ApiServer {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Listen { addr, source })?;
+        self.serve_on(listener).await
+    }
+
+    /// [`ApiServer::serve`] on a listener bound beforehand (to fail early when the port is
+    /// taken, before anything else starts).
+    pub async fn serve_on(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+    ) -> Result<(), ServerError> {
+        let addr = listener.local_addr().unwrap_or(self.config.listen);
         tracing::info!(%addr, "skiff apiserver listening");
         axum::serve(listener, self.router())
             .await

@@ -65,16 +65,7 @@ impl Cluster {
 
     /// [`Cluster::start`] with extra `skiff agent` flags.
     pub fn start_with(agent_flags: &[&str]) -> Cluster {
-        net::sh(&["ip", "link", "add", "node0", "type", "bridge"]);
-        net::sh(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{NODE_IP}/24"),
-            "dev",
-            "node0",
-        ]);
-        net::sh(&["ip", "link", "set", "node0", "up"]);
+        net::node_bridge("node0", NODE_IP);
         let server = Server::start(Backend::Embedded);
         let dir = tempfile::Builder::new()
             .prefix("skiff-agent-test-")

@@ -33,18 +33,7 @@ impl UpCluster {
     /// Must run inside `net::in_netns`.
     /// Several may share the namespace (one at a time up): the bridge is made once.
     pub fn new() -> UpCluster {
-        if !links().iter().any(|l| l == "node0") {
-            net::sh(&["ip", "link", "add", "node0", "type", "bridge"]);
-            net::sh(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{NODE_IP}/24"),
-                "dev",
-                "node0",
-            ]);
-            net::sh(&["ip", "link", "set", "node0", "up"]);
-        }
+        net::node_bridge("node0", NODE_IP);
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = tempfile::Builder::new()

@@ -105,6 +105,20 @@ pub fn make_bridge() {
     sh(&["ip", "route", "add", SERVICE_CIDR, "dev", BRIDGE]);
 }
 
+/// The "machine's" own network for a node under test: a bridge `name` holding `address/24`
+/// (the node's InternalIP), up. Left alone when it exists already (tests sharing a namespace).
+pub fn node_bridge(name: &str, address: Ipv4Addr) {
+    if sh(&["ip", "-o", "link", "show"])
+        .lines()
+        .any(|l| l.split(':').nth(1).map(str::trim) == Some(name))
+    {
+        return;
+    }
+    sh(&["ip", "link", "add", name, "type", "bridge"]);
+    sh(&["ip", "addr", "add", &format!("{address}/24"), "dev", name]);
+    sh(&["ip", "link", "set", name, "up"]);
+}
+
 /// A "pod": its own netns (an `unshare -n sleep` child), a veth to the bridge, an address, and
 /// `busybox httpd` answering `GET /` with `page`.
 pub struct Pod {

@@ -112,15 +112,8 @@ fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> std::io::Result
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
     };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    let mut control = Vec::new();
+    let msg = message_with_room_for_fd(&mut iov, &mut control);
     // SAFETY: the control buffer has room for one header carrying one descriptor.
     unsafe {
         let header = libc::CMSG_FIRSTHDR(&msg);
@@ -129,14 +122,37 @@ fn send_with_fd(stream: &UnixStream, bytes: &[u8], fd: RawFd) -> std::io::Result
         (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
     }
+    // SAFETY: msg describes valid buffers; the socket is ours.
+    let sent = retry_interrupted(|| unsafe {
+        libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    })?;
+    if sent != bytes.len() {
+        return Err(std::io::Error::other("short write to the monitor spawner"));
+    }
+    Ok(())
+}
+
+/// A message header for one buffer and one descriptor's control message (`control` is sized
+/// for it). The buffers must outlive the `sendmsg`/`recvmsg` that uses the header.
+fn message_with_room_for_fd(iov: &mut libc::iovec, control: &mut Vec<u8>) -> libc::msghdr {
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    control.resize(space, 0);
+    // SAFETY: a zeroed msghdr is valid; the pointers set here are the caller's buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    msg
+}
+
+/// Makes a system call again while it fails with EINTR.
+fn retry_interrupted(mut call: impl FnMut() -> isize) -> std::io::Result<usize> {
     loop {
-        // SAFETY: msg describes valid buffers; the socket is ours.
-        let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        if sent >= 0 {
-            if sent as usize != bytes.len() {
-                return Err(std::io::Error::other("short write to the monitor spawner"));
-            }
-            return Ok(());
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
         }
         let error = std::io::Error::last_os_error();
         if error.kind() != std::io::ErrorKind::Interrupted {
@@ -152,26 +168,11 @@ fn receive_with_fd(socket: RawFd) -> std::io::Result<Option<([u8; 4], Option<Own
         iov_base: bytes.as_mut_ptr().cast(),
         iov_len: bytes.len(),
     };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let received = loop {
-        // SAFETY: msg describes valid buffers; the socket is ours.
-        let n = unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    };
+    let mut control = Vec::new();
+    let mut msg = message_with_room_for_fd(&mut iov, &mut control);
+    // SAFETY: msg describes valid buffers; the socket is ours.
+    let received =
+        retry_interrupted(|| unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
     if received == 0 {
         return Ok(None);
     }
