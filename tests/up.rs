@@ -1,6 +1,6 @@
-//! `skiff up` / `skiff down` end to end, driven by the real kubectl: the demo manifests run,
-//! are served through their Services, scale, roll out a new image and back, and everything
-//! goes again.
+//! `skiff up` / `skiff down` end to end, driven by the real kubectl and by skiffctl: the demo
+//! manifests run, are served through their Services, scale, roll out a new image and back, and
+//! everything goes again; a taken port makes `skiff up` fail with the reason.
 //!
 //! The test's thread is the machine (a fresh network namespace, `nodeagent/tests/support/net.rs`)
 //! with its address on a bridge `node0`; `skiff up` runs with a temporary data dir, runtime state
@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use up_cluster::{
-    NODE_IP, NODE_NAME, NODE_PORT, UpCluster, alive, cgroups_named, links, mounts_under, wait_until,
+    Ctl, NODE_IP, NODE_NAME, NODE_PORT, UpCluster, alive, cgroups_named, links, mounts_under,
+    wait_until,
 };
 
 /// Pages from `n` requests to `addr`, once every one of them succeeds and `accept` holds for
@@ -44,22 +45,157 @@ fn serving_pod(page: &str) -> String {
         .to_string()
 }
 
-fn rollout_done(cluster: &UpCluster) {
-    cluster.kubectl_ok(&[
-        "-n",
-        "demo",
-        "rollout",
-        "status",
-        "deployment/web",
-        "--timeout=120s",
-    ]);
+fn rollout_done(cluster: &UpCluster, ctl: Ctl) {
+    cluster.ctl_ok(
+        ctl,
+        &[
+            "-n",
+            "demo",
+            "rollout",
+            "status",
+            "deployment/web",
+            "--timeout=120s",
+        ],
+    );
 }
+
+/// The demo, driven by `ctl` as a user would: three pods Ready, the page through the ClusterIP
+/// and the NodePort, scale to 5, a new image tag and `rollout undo`, then the namespace deleted
+/// and everything of it gone.
+fn demo_path(cluster: &UpCluster, ctl: Ctl, demo: &str) {
+    // The demo: three pods Ready, the page through the ClusterIP and the NodePort.
+    let applied = cluster.ctl_ok(ctl, &["apply", "-f", demo]);
+    assert!(applied.contains("deployment.apps/web created"), "{applied}");
+    rollout_done(cluster, ctl);
+    let ready = wait_until("3 web pods Ready", Duration::from_secs(60), || {
+        let pods = cluster.ready_web_pods(ctl);
+        (pods.len() == 3).then_some(pods)
+    });
+    assert!(ready.iter().all(|p| p["spec"]["nodeName"] == NODE_NAME));
+    let cluster_ip: Ipv4Addr = cluster
+        .ctl_ok(
+            ctl,
+            &[
+                "-n",
+                "demo",
+                "get",
+                "service",
+                "web",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        )
+        .trim()
+        .parse()
+        .expect("a ClusterIP");
+    let via_cluster_ip = SocketAddr::from((cluster_ip, 80));
+    let via_node_port = SocketAddr::from((NODE_IP, NODE_PORT));
+    let v1 = |p: &str| p.contains("Hello from Skiff") && p.contains("image version v1.");
+    let seen = pages(via_cluster_ip, 30, v1);
+    let pod_names: std::collections::BTreeSet<String> = ready
+        .iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let served: std::collections::BTreeSet<String> = seen.iter().map(|p| serving_pod(p)).collect();
+    assert!(served.is_subset(&pod_names), "{served:?} ⊄ {pod_names:?}");
+    assert!(served.len() > 1, "30 requests all went to {served:?}");
+    pages(via_node_port, 10, v1);
+
+    // Scale to 5.
+    cluster.ctl_ok(
+        ctl,
+        &["-n", "demo", "scale", "deployment/web", "--replicas=5"],
+    );
+    rollout_done(cluster, ctl);
+    wait_until("5 web pods Ready", Duration::from_secs(60), || {
+        (cluster.ready_web_pods(ctl).len() == 5).then_some(())
+    });
+
+    // A new image tag (kubectl's `set image`; with skiffctl, which has no `set`, the
+    // manifest changed and applied again), then back.
+    match ctl {
+        Ctl::Kubectl => {
+            cluster.ctl_ok(
+                ctl,
+                &[
+                    "-n",
+                    "demo",
+                    "set",
+                    "image",
+                    "deployment/web",
+                    "web=skiff.local/busybox:v2",
+                ],
+            );
+        }
+        Ctl::Skiffctl => {
+            let manifest = std::fs::read_to_string(demo).expect("demo.yaml");
+            assert!(manifest.contains("replicas: 3") && manifest.contains("busybox:v1"));
+            let v2 = cluster.dir.path().join("demo-v2.yaml");
+            std::fs::write(
+                &v2,
+                manifest
+                    .replace("replicas: 3", "replicas: 5")
+                    .replace("skiff.local/busybox:v1", "skiff.local/busybox:v2"),
+            )
+            .expect("write demo-v2.yaml");
+            let applied = cluster.ctl_ok(ctl, &["apply", "-f", &v2.display().to_string()]);
+            assert!(
+                applied.contains("deployment.apps/web configured"),
+                "{applied}"
+            );
+        }
+    }
+    rollout_done(cluster, ctl);
+    pages(via_cluster_ip, 20, |p| p.contains("image version v2."));
+    pages(via_node_port, 10, |p| p.contains("image version v2."));
+    let history = cluster.ctl_ok(ctl, &["-n", "demo", "rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    cluster.ctl_ok(ctl, &["-n", "demo", "rollout", "undo", "deployment/web"]);
+    rollout_done(cluster, ctl);
+    pages(via_cluster_ip, 20, v1);
+    let images: Vec<String> = cluster
+        .ready_web_pods(ctl)
+        .iter()
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(images.len(), 5);
+    assert!(
+        images.iter().all(|i| i == "skiff.local/busybox:v1"),
+        "{images:?}"
+    );
+
+    // The namespace goes, and with it every pod and container.
+    cluster.ctl_ok(ctl, &["delete", "namespace", "demo", "--timeout=120s"]);
+    let (found, _, _) = cluster.ctl(ctl, &["get", "namespace", "demo"]);
+    assert!(!found, "namespace demo is still there");
+    wait_until("the pods' containers gone", Duration::from_secs(60), || {
+        cluster.pod_containers().is_empty().then_some(())
+    });
+    assert!(
+        net::get(via_node_port).is_err(),
+        "the NodePort still answers"
+    );
+}
+
+/// One whole demo at a time: two clusters side by side on two cores would only slow both.
+static ONE_DEMO_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
     if !net::require() {
         return;
     }
+    let _one = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let demo = repo.join("manifests/demo.yaml").display().to_string();
     net::in_netns(move || {
@@ -120,98 +256,7 @@ fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
         );
         assert_eq!(node["spec"]["podCIDR"], "10.244.0.0/24");
 
-        // The demo: three pods Ready, the page through the ClusterIP and the NodePort.
-        let applied = cluster.kubectl_ok(&["apply", "-f", &demo]);
-        assert!(applied.contains("deployment.apps/web created"), "{applied}");
-        rollout_done(&cluster);
-        let ready = wait_until("3 web pods Ready", Duration::from_secs(60), || {
-            let pods = cluster.ready_web_pods();
-            (pods.len() == 3).then_some(pods)
-        });
-        assert!(ready.iter().all(|p| p["spec"]["nodeName"] == NODE_NAME));
-        let cluster_ip: Ipv4Addr = cluster
-            .kubectl_ok(&[
-                "-n",
-                "demo",
-                "get",
-                "service",
-                "web",
-                "-o",
-                "jsonpath={.spec.clusterIP}",
-            ])
-            .trim()
-            .parse()
-            .expect("a ClusterIP");
-        let via_cluster_ip = SocketAddr::from((cluster_ip, 80));
-        let via_node_port = SocketAddr::from((NODE_IP, NODE_PORT));
-        let v1 = |p: &str| p.contains("Hello from Skiff") && p.contains("image version v1.");
-        let seen = pages(via_cluster_ip, 30, v1);
-        let pod_names: std::collections::BTreeSet<String> = ready
-            .iter()
-            .map(|p| {
-                p["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
-        let served: std::collections::BTreeSet<String> =
-            seen.iter().map(|p| serving_pod(p)).collect();
-        assert!(served.is_subset(&pod_names), "{served:?} ⊄ {pod_names:?}");
-        assert!(served.len() > 1, "30 requests all went to {served:?}");
-        pages(via_node_port, 10, v1);
-
-        // Scale to 5.
-        cluster.kubectl_ok(&["-n", "demo", "scale", "deployment/web", "--replicas=5"]);
-        rollout_done(&cluster);
-        wait_until("5 web pods Ready", Duration::from_secs(60), || {
-            (cluster.ready_web_pods().len() == 5).then_some(())
-        });
-
-        // A new image tag, then back.
-        cluster.kubectl_ok(&[
-            "-n",
-            "demo",
-            "set",
-            "image",
-            "deployment/web",
-            "web=skiff.local/busybox:v2",
-        ]);
-        rollout_done(&cluster);
-        pages(via_cluster_ip, 20, |p| p.contains("image version v2."));
-        pages(via_node_port, 10, |p| p.contains("image version v2."));
-        let history = cluster.kubectl_ok(&["-n", "demo", "rollout", "history", "deployment/web"]);
-        assert!(history.contains('1') && history.contains('2'), "{history}");
-        cluster.kubectl_ok(&["-n", "demo", "rollout", "undo", "deployment/web"]);
-        rollout_done(&cluster);
-        pages(via_cluster_ip, 20, v1);
-        let images: Vec<String> = cluster
-            .ready_web_pods()
-            .iter()
-            .map(|p| {
-                p["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(images.len(), 5);
-        assert!(
-            images.iter().all(|i| i == "skiff.local/busybox:v1"),
-            "{images:?}"
-        );
-
-        // The namespace goes, and with it every pod and container.
-        cluster.kubectl_ok(&["delete", "namespace", "demo", "--timeout=120s"]);
-        let (found, _, _) = cluster.kubectl(&["get", "namespace", "demo"]);
-        assert!(!found, "namespace demo is still there");
-        wait_until("the pods' containers gone", Duration::from_secs(60), || {
-            cluster.pod_containers().is_empty().then_some(())
-        });
-        assert!(
-            net::get(via_node_port).is_err(),
-            "the NodePort still answers"
-        );
+        demo_path(&cluster, Ctl::Kubectl, &demo);
 
         // Down: no process, interfaces, rules, mounts or cgroups left; the kubeconfig as it was.
         let out = cluster.down();
@@ -283,5 +328,33 @@ fn up_fails_clearly_when_its_port_is_taken() {
         assert_eq!(mounts_under(cluster.dir.path()), Vec::<String>::new());
         assert_eq!(cgroups_named(&cluster.cgroup_root), Vec::<PathBuf>::new());
         drop(taken);
+    });
+}
+
+/// The same demo path driven by skiffctl instead of kubectl.
+#[test]
+fn skiffctl_drives_the_demo_the_same_way() {
+    if !net::require() {
+        return;
+    }
+    let _one = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = repo.join("manifests/demo.yaml").display().to_string();
+    net::in_netns(move || {
+        let cluster = UpCluster::new();
+        let out = cluster.up();
+        assert!(
+            out.status.success(),
+            "skiff up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        demo_path(&cluster, Ctl::Skiffctl, &demo);
+        let out = cluster.down();
+        assert!(
+            out.status.success(),
+            "skiff down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(cluster.runtime().list().unwrap_or_default().is_empty());
     });
 }

@@ -20,6 +20,23 @@ use skiff_runtime::container::{Runtime, RuntimeConfig};
 use crate::{net, support};
 
 pub const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+pub const SKIFFCTL: &str = env!("CARGO_BIN_EXE_skiffctl");
+
+/// Which command-line client drives the cluster: the real kubectl, or Skiff's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ctl {
+    Kubectl,
+    Skiffctl,
+}
+
+impl Ctl {
+    fn program(self) -> PathBuf {
+        match self {
+            Ctl::Kubectl => support::kubectl_path(),
+            Ctl::Skiffctl => PathBuf::from(SKIFFCTL),
+        }
+    }
+}
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 203, 2);
 pub const NODE_NAME: &str = "up-node";
 pub const NODE_PORT: u16 = 30080;
@@ -115,15 +132,16 @@ impl UpCluster {
             .ok()
     }
 
-    /// kubectl as the user would run it: with the kubeconfig `skiff up` merged into `~/.kube`.
-    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(support::kubectl_path())
+    /// A client as the user would run it: with the kubeconfig `skiff up` merged into
+    /// `~/.kube`.
+    pub fn ctl(&self, ctl: Ctl, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(ctl.program())
             .args(args)
             .env("HOME", self.home())
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .output()
-            .expect("run kubectl");
+            .unwrap_or_else(|e| panic!("run {ctl:?}: {e}"));
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -131,21 +149,34 @@ impl UpCluster {
         )
     }
 
-    pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.kubectl(args);
-        assert!(ok, "kubectl {args:?} failed:\n{stdout}{stderr}");
+    pub fn ctl_ok(&self, ctl: Ctl, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.ctl(ctl, args);
+        assert!(ok, "{ctl:?} {args:?} failed:\n{stdout}{stderr}");
         stdout
     }
 
-    pub fn kubectl_json(&self, args: &[&str]) -> Value {
+    pub fn ctl_json(&self, ctl: Ctl, args: &[&str]) -> Value {
         let mut full = args.to_vec();
         full.extend(["-o", "json"]);
-        serde_json::from_str(&self.kubectl_ok(&full)).expect("kubectl json")
+        serde_json::from_str(&self.ctl_ok(ctl, &full))
+            .unwrap_or_else(|e| panic!("{ctl:?} {args:?} -o json: {e}"))
     }
 
-    /// The demo's web pods that are Ready (and not terminating).
-    pub fn ready_web_pods(&self) -> Vec<Value> {
-        self.kubectl_json(&["-n", "demo", "get", "pods", "-l", "app=web"])["items"]
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        self.ctl(Ctl::Kubectl, args)
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        self.ctl_ok(Ctl::Kubectl, args)
+    }
+
+    pub fn kubectl_json(&self, args: &[&str]) -> Value {
+        self.ctl_json(Ctl::Kubectl, args)
+    }
+
+    /// The demo's web pods that are Ready (and not terminating), as `ctl` lists them.
+    pub fn ready_web_pods(&self, ctl: Ctl) -> Vec<Value> {
+        self.ctl_json(ctl, &["-n", "demo", "get", "pods", "-l", "app=web"])["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()
