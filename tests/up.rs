@@ -91,7 +91,6 @@ fn demo_path(cluster: &UpCluster, ctl: Ctl, demo: &str) {
     let via_cluster_ip = SocketAddr::from((cluster_ip, 80));
     let via_node_port = SocketAddr::from((NODE_IP, NODE_PORT));
     let v1 = |p: &str| p.contains("Hello from Skiff") && p.contains("image version v1.");
-    let seen = pages(via_cluster_ip, 30, v1);
     let pod_names: std::collections::BTreeSet<String> = ready
         .iter()
         .map(|p| {
@@ -101,9 +100,20 @@ fn demo_path(cluster: &UpCluster, ctl: Ctl, demo: &str) {
                 .to_string()
         })
         .collect();
-    let served: std::collections::BTreeSet<String> = seen.iter().map(|p| serving_pod(p)).collect();
-    assert!(served.is_subset(&pod_names), "{served:?} ⊄ {pod_names:?}");
-    assert!(served.len() > 1, "30 requests all went to {served:?}");
+    // Balanced over the pods once the proxy's rules hold every endpoint (they follow the
+    // EndpointSlice within about a second, so the first requests may all reach one pod).
+    wait_until(
+        "pages from more than one pod",
+        Duration::from_secs(30),
+        || {
+            let served: std::collections::BTreeSet<String> = pages(via_cluster_ip, 30, v1)
+                .iter()
+                .map(|p| serving_pod(p))
+                .collect();
+            assert!(served.is_subset(&pod_names), "{served:?} ⊄ {pod_names:?}");
+            (served.len() > 1).then_some(())
+        },
+    );
     pages(via_node_port, 10, v1);
 
     // Scale to 5.
