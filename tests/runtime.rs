@@ -971,7 +971,7 @@ fn bind_mounts_and_readonly_root() {
 /// would otherwise cost each monitor a zeroed 2 MiB page); the container's process gets the
 /// host's setting back, with an exec'd process too.
 #[test]
-fn runtime_processes_keep_off_huge_pages_but_containers_do_not() {
+fn runtime_processes_run_lean_but_containers_keep_huge_pages() {
     let Some(env) = Env::new("huge-pages") else {
         return;
     };
@@ -997,6 +997,23 @@ fn runtime_processes_keep_off_huge_pages_but_containers_do_not() {
         .expect("ppid");
     assert_eq!(thp_enabled(monitor), "0", "the monitor");
     assert_eq!(thp_enabled(pid), "1", "the container's process");
+    // The helpers allocate from glibc's heap (src/allocator.rs); mimalloc would show its arena,
+    // an anonymous reservation of 1 GiB.
+    let maps = fs::read_to_string(format!("/proc/{monitor}/maps")).expect("maps");
+    let largest_anonymous = maps
+        .lines()
+        .filter(|l| l.split_whitespace().nth(5).is_none())
+        .filter_map(|l| {
+            let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+            Some(u64::from_str_radix(end, 16).ok()? - u64::from_str_radix(start, 16).ok()?)
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        largest_anonymous < 256 << 20,
+        "the monitor has an anonymous mapping of {} MiB: an allocator arena\n{maps}",
+        largest_anonymous >> 20
+    );
     let exec = env.exec_args(id, &["grep", "THP_enabled", "/proc/self/status"]);
     let (stdout, stderr) = output_text(&exec);
     assert!(exec.status.success(), "exec failed: {stderr}");

@@ -3,7 +3,7 @@
 //! resourceVersion are served from memory.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -30,11 +30,23 @@ pub struct CacheEvent {
     raw: Vec<u8>,
     /// The object before this change as stored, with its revision, if it existed.
     raw_prev: Option<(Vec<u8>, Revision)>,
-    object: OnceLock<Value>,
-    prev: OnceLock<Option<Value>>,
+    /// The objects decoded for the watchers that needed them, kept only while the event is
+    /// among the newest [`KEEP_DECODED`]: a decoded object takes many times its JSON's size,
+    /// and the window holds thousands of events that nobody will decode again.
+    decoded: Mutex<Decoded>,
     /// `object` as JSON, shared by every watcher that sends it as is.
     encoded: Bytes,
 }
+
+#[derive(Debug, Default)]
+struct Decoded {
+    object: Option<Arc<Value>>,
+    prev: Option<Option<Arc<Value>>>,
+}
+
+/// How many of the newest events keep their decoded objects. Live watchers read an event
+/// within moments of its arrival; one that falls further behind decodes again.
+const KEEP_DECODED: usize = 64;
 
 impl CacheEvent {
     /// `object` serialized as JSON, shared by all watchers.
@@ -42,10 +54,19 @@ impl CacheEvent {
         &self.encoded
     }
 
+    fn decoded(&self) -> std::sync::MutexGuard<'_, Decoded> {
+        // Poisoned only by a panic while decoding; the cache is then merely empty or full.
+        self.decoded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The new object, or for a delete the last state with the delete's resourceVersion.
-    pub fn object(&self) -> &Value {
-        self.object
-            .get_or_init(|| decode_raw(&self.key, &self.raw, self.revision))
+    pub fn object(&self) -> Arc<Value> {
+        let mut decoded = self.decoded();
+        Arc::clone(
+            decoded
+                .object
+                .get_or_insert_with(|| Arc::new(decode_raw(&self.key, &self.raw, self.revision))),
+        )
     }
 
     /// Whether the key existed before this change.
@@ -54,14 +75,21 @@ impl CacheEvent {
     }
 
     /// The object before this change, if it existed.
-    pub fn prev(&self) -> Option<&Value> {
-        self.prev
-            .get_or_init(|| {
+    pub fn prev(&self) -> Option<Arc<Value>> {
+        let mut decoded = self.decoded();
+        decoded
+            .prev
+            .get_or_insert_with(|| {
                 self.raw_prev
                     .as_ref()
-                    .map(|(raw, revision)| decode_raw(&self.key, raw, *revision))
+                    .map(|(raw, revision)| Arc::new(decode_raw(&self.key, raw, *revision)))
             })
-            .as_ref()
+            .clone()
+    }
+
+    /// Drops the decoded objects; they are decoded again if asked for.
+    fn forget_decoded(&self) {
+        *self.decoded() = Decoded::default();
     }
 
     pub fn from_store(ev: WatchEvent) -> Result<CacheEvent, StorageError> {
@@ -75,7 +103,7 @@ impl CacheEvent {
                 (prev, revision, true, raw_prev)
             }
         };
-        let object = OnceLock::new();
+        let mut decoded = Decoded::default();
         // Splicing also validates the whole value, so a corrupt one still fails here.
         let encoded = match encode_with_resource_version(&kv.value, revision) {
             Some(bytes) => bytes,
@@ -83,7 +111,7 @@ impl CacheEvent {
                 let mut stored = decode(&kv)?;
                 set_resource_version(&mut stored.object, revision);
                 let bytes = serde_json::to_vec(&stored.object).unwrap_or_default();
-                let _ = object.set(stored.object);
+                decoded.object = Some(Arc::new(stored.object));
                 bytes
             }
         };
@@ -93,8 +121,7 @@ impl CacheEvent {
             deleted,
             raw: kv.value,
             raw_prev,
-            object,
-            prev: OnceLock::new(),
+            decoded: Mutex::new(decoded),
             encoded: Bytes::from(encoded),
         })
     }
@@ -233,6 +260,9 @@ impl WatchCache {
             w.complete_after = old.revision;
         }
         w.events.push_back(Arc::clone(&ev));
+        if let Some(aged) = w.events.len().checked_sub(KEEP_DECODED + 1) {
+            w.events[aged].forget_decoded();
+        }
         // No receivers is fine: nobody is watching.
         let _ = w.tx.send(ev);
     }
@@ -254,5 +284,67 @@ impl WatchCache {
             replay,
             live: w.tx.subscribe(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_storage::KeyValue;
+
+    fn pod_event(revision: Revision) -> CacheEvent {
+        let kv = |value: String, mod_revision| KeyValue {
+            key: "/registry/pods/default/p".into(),
+            value: value.into_bytes(),
+            create_revision: 1,
+            mod_revision,
+        };
+        let object = |n: Revision| {
+            format!(r#"{{"kind":"Pod","metadata":{{"name":"p","labels":{{"n":"{n}"}}}}}}"#)
+        };
+        CacheEvent::from_store(WatchEvent::Put {
+            kv: kv(object(revision), revision),
+            prev: Some(kv(object(revision - 1), revision - 1)),
+        })
+        .expect("a valid event")
+    }
+
+    fn is_decoded(ev: &CacheEvent) -> bool {
+        let decoded = ev.decoded();
+        decoded.object.is_some() || decoded.prev.is_some()
+    }
+
+    #[test]
+    fn only_the_newest_events_keep_their_decoded_objects() {
+        let (tx, _rx) = broadcast::channel(1000);
+        let cache = WatchCache {
+            window: Mutex::new(Window {
+                events: VecDeque::new(),
+                complete_after: 1,
+                latest: 1,
+                tx,
+            }),
+            capacity: 1000,
+        };
+        let total = KEEP_DECODED + 10;
+        for revision in 2..2 + total as Revision {
+            cache.push(pod_event(revision));
+            let newest = Arc::clone(cache.lock().events.back().expect("just pushed"));
+            assert_eq!(
+                newest.object()["metadata"]["labels"]["n"],
+                revision.to_string()
+            );
+            assert!(newest.prev().is_some());
+        }
+        let events: Vec<_> = cache.lock().events.iter().cloned().collect();
+        let decoded: Vec<bool> = events.iter().map(|e| is_decoded(e)).collect();
+        assert_eq!(decoded.iter().filter(|d| **d).count(), KEEP_DECODED);
+        assert!(decoded[total - KEEP_DECODED..].iter().all(|d| *d));
+        // A watcher far behind still gets the objects, decoded again, with their revisions.
+        let oldest = &events[0];
+        assert_eq!(oldest.object()["metadata"]["labels"]["n"], "2");
+        assert_eq!(oldest.object()["metadata"]["resourceVersion"], "2");
+        let prev = oldest.prev().expect("the object existed before");
+        assert_eq!(prev["metadata"]["resourceVersion"], "1");
     }
 }

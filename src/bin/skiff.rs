@@ -8,6 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use skiff_apiserver::server::ServerConfig;
 
+#[cfg(not(feature = "system-allocator"))]
+#[path = "../allocator.rs"]
+mod allocator;
 #[path = "../cluster.rs"]
 mod cluster;
 #[path = "../up.rs"]
@@ -15,8 +18,9 @@ mod up;
 
 use cluster::ControlPlaneConfig;
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::PerProcessAllocator = allocator::PerProcessAllocator::new();
 
 #[derive(Parser)]
 #[command(

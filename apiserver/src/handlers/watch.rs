@@ -77,8 +77,8 @@ impl WatchParams {
         }
         // Without selectors the objects need not be decoded at all.
         let all = self.filter.is_everything();
-        let now = !ev.deleted && (all || self.filter.matches(ev.object()));
-        let before = ev.has_prev() && (all || ev.prev().is_some_and(|p| self.filter.matches(p)));
+        let now = !ev.deleted && (all || self.filter.matches(&ev.object()));
+        let before = ev.has_prev() && (all || ev.prev().is_some_and(|p| self.filter.matches(&p)));
         let kind = match (before, now, ev.deleted) {
             (true, _, true) => "DELETED",
             (false, _, true) => return None,
@@ -89,7 +89,7 @@ impl WatchParams {
         };
         Some(match self.render {
             Rendering::Object => wire_event_encoded(kind, ev.encoded_object()),
-            _ => wire_event(kind, &self.shape(res, ev.object())),
+            _ => wire_event(kind, &self.shape(res, &ev.object())),
         })
     }
 }
