@@ -44,6 +44,9 @@ is_installed() {
 }
 
 wanted=(ca-certificates protobuf-compiler etcd-server openssl)
+# A C compiler and linker: rustc links with `cc`, and crates build C (mimalloc, ring, zstd).
+# rustup does not bring one, and a fresh Debian has none.
+wanted+=(build-essential)
 # The runtime's image tests: a local registry, skopeo to push to it, umoci and
 # busybox-static to build the busybox fixture (scripts/fixtures/busybox-image.sh);
 # the container tests run against runc and crun.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: a working single-node Skiff cluster serving the demo app.
 #
-# Installs what Skiff needs (Debian packages incl. busybox-static, iproute2 and iptables; Rust
+# Installs what Skiff needs (Debian packages incl. build-essential, busybox-static, iproute2 and iptables; Rust
 # through rustup when cargo is missing; kubectl v1.35), builds the release binaries (skiff and
 # skiffctl), runs `skiff up` (API server, scheduler, controllers and node agent for this
 # machine, in one background process; kubectl's "skiff" context), applies
