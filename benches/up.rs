@@ -29,7 +29,6 @@ mod support;
 #[path = "../tests/support/up_cluster.rs"]
 mod up_cluster;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bench_support::{Samples, align, env_or, load_average, ms, pass, print_section, table};
@@ -191,7 +190,7 @@ fn main() {
         "skiff up: {runs} cold and {runs} warm starts, then the demo plus {pods} pods; load average {}",
         load_average()
     );
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/demo.yaml");
+    let demo = up_cluster::demo_manifest();
     let results = net::in_netns(move || {
         let mut cold = Vec::new();
         for _ in 0..runs {
@@ -210,7 +209,7 @@ fn main() {
         std::thread::sleep(idle);
         let idle_memory = ClusterMemory::measure(&cluster);
 
-        cluster.kubectl_ok(&["apply", "-f", &demo.display().to_string()]);
+        cluster.kubectl_ok(&["apply", "-f", &demo]);
         let load = cluster.dir.path().join("load.yaml");
         std::fs::write(
             &load,

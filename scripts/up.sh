@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The README's first command: a working single-node Skiff cluster serving the demo app.
 #
-# Installs what Skiff needs (Debian packages incl. build-essential, busybox-static, iproute2 and iptables; Rust
-# through rustup when cargo is missing; kubectl v1.35), builds the release binaries (skiff and
-# skiffctl), runs `skiff up` (API server, scheduler, controllers and node agent for this
-# machine, in one background process; kubectl's "skiff" context), applies
-# manifests/demo.yaml, waits for the rollout and fetches the demo page through its Service —
-# the ClusterIP from this node and the NodePort on the node's address — and prints it.
+# Installs what Skiff needs (Debian packages incl. build-essential, busybox-static, iproute2 and
+# iptables; Rust through rustup when cargo is missing; kubectl v1.35), builds the release
+# binaries (skiff and skiffctl), runs `skiff up` (API server, scheduler, controllers and node
+# agent for this machine, in one background process; kubectl's "skiff" context), applies
+# manifests/demo.yaml, waits for the rollout and fetches the demo page through its Service — the
+# ClusterIP from this node and the NodePort on the node's address — and prints it.
 #
 # Run it again at any time: every step is idempotent (a running cluster is left running, the
 # manifests are re-applied unchanged). Stop everything with `skiff down`.

@@ -15,13 +15,9 @@ mod support;
 mod up_cluster;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use up_cluster::{
-    Ctl, NODE_IP, NODE_NAME, NODE_PORT, UpCluster, alive, cgroups_named, links, mounts_under,
-    wait_until,
-};
+use up_cluster::{Ctl, NODE_IP, NODE_NAME, NODE_PORT, UpCluster, alive, demo_manifest, wait_until};
 
 /// Pages from `n` requests to `addr`, once every one of them succeeds and `accept` holds for
 /// all of them (the proxy's rules follow endpoint changes within about a second).
@@ -206,8 +202,7 @@ fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
         return;
     }
     let _one = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let demo = repo.join("manifests/demo.yaml").display().to_string();
+    let demo = demo_manifest();
     net::in_netns(move || {
         let cluster = UpCluster::new();
         // A kubeconfig the user had before: `skiff up` adds to it and changes only the
@@ -276,16 +271,7 @@ fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!alive(pid), "the cluster process {pid} is still there");
-        let left: Vec<String> = links()
-            .into_iter()
-            .filter(|l| l != "lo" && l != "node0")
-            .collect();
-        assert!(left.is_empty(), "interfaces left: {left:?}");
-        assert_eq!(net::skiff_chains(), Vec::<String>::new());
-        let routes = net::sh(&["ip", "route", "show", "proto", "83"]);
-        assert!(routes.trim().is_empty(), "routes left: {routes}");
-        assert_eq!(mounts_under(cluster.dir.path()), Vec::<String>::new());
-        assert_eq!(cgroups_named(&cluster.cgroup_root), Vec::<PathBuf>::new());
+        cluster.assert_nothing_left();
         assert!(cluster.runtime().list().unwrap_or_default().is_empty());
         assert_eq!(
             cluster
@@ -329,14 +315,7 @@ fn up_fails_clearly_when_its_port_is_taken() {
                 (!alive(pid)).then_some(())
             });
         }
-        let left: Vec<String> = links()
-            .into_iter()
-            .filter(|l| l != "lo" && l != "node0")
-            .collect();
-        assert!(left.is_empty(), "interfaces left: {left:?}");
-        assert_eq!(net::skiff_chains(), Vec::<String>::new());
-        assert_eq!(mounts_under(cluster.dir.path()), Vec::<String>::new());
-        assert_eq!(cgroups_named(&cluster.cgroup_root), Vec::<PathBuf>::new());
+        cluster.assert_nothing_left();
         drop(taken);
     });
 }
@@ -348,8 +327,7 @@ fn skiffctl_drives_the_demo_the_same_way() {
         return;
     }
     let _one = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let demo = repo.join("manifests/demo.yaml").display().to_string();
+    let demo = demo_manifest();
     net::in_netns(move || {
         let cluster = UpCluster::new();
         let out = cluster.up();
@@ -365,6 +343,7 @@ fn skiffctl_drives_the_demo_the_same_way() {
             "skiff down failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        cluster.assert_nothing_left();
         assert!(cluster.runtime().list().unwrap_or_default().is_empty());
     });
 }

@@ -37,6 +37,14 @@ impl Ctl {
         }
     }
 }
+/// The demo a new user applies: `manifests/demo.yaml`.
+pub fn demo_manifest() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests/demo.yaml")
+        .display()
+        .to_string()
+}
+
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 203, 2);
 pub const NODE_NAME: &str = "up-node";
 pub const NODE_PORT: u16 = 30080;
@@ -122,6 +130,21 @@ impl UpCluster {
             data_dir: self.data_dir().join("runtime"),
             helper_binary: PathBuf::from(SKIFF),
         })
+    }
+
+    /// After `skiff down` (or a failed `skiff up`): no interface but the node's, no SKIFF
+    /// chain, no route the agent made, no mount under the cluster's dirs, no cgroup.
+    pub fn assert_nothing_left(&self) {
+        let left: Vec<String> = links()
+            .into_iter()
+            .filter(|l| l != "lo" && l != "node0")
+            .collect();
+        assert!(left.is_empty(), "interfaces left: {left:?}");
+        assert_eq!(net::skiff_chains(), Vec::<String>::new());
+        let routes = net::sh(&["ip", "route", "show", "proto", "83"]);
+        assert!(routes.trim().is_empty(), "routes left: {routes}");
+        assert_eq!(mounts_under(self.dir.path()), Vec::<String>::new());
+        assert_eq!(cgroups_named(&self.cgroup_root), Vec::<PathBuf>::new());
     }
 
     pub fn pid(&self) -> Option<i32> {
