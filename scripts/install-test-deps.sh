@@ -43,7 +43,9 @@ is_installed() {
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == "installed" ]]
 }
 
-wanted=(ca-certificates protobuf-compiler etcd-server openssl)
+# protoc and its well-known types (google/protobuf/*.proto, which etcd-client's protos import:
+# libprotobuf-dev is only a Recommends of protobuf-compiler, and we install without those).
+wanted=(ca-certificates protobuf-compiler libprotobuf-dev etcd-server openssl)
 # A C compiler and linker: rustc links with `cc`, and crates build C (mimalloc, ring, zstd).
 # rustup does not bring one, and a fresh Debian has none.
 wanted+=(build-essential)
