@@ -89,7 +89,14 @@ export KUBECONFIG="${data_dir}/kubeconfig"
 
 log "applying the demo (manifests/demo.yaml)"
 "${kubectl}" apply -f "${repo_dir}/manifests/demo.yaml"
-"${kubectl}" -n demo rollout status deployment/web --timeout=180s
+if ! "${kubectl}" -n demo rollout status deployment/web --timeout=180s; then
+    # Say why: the pods, the node's conditions and taints (e.g. DiskPressure below 10% free
+    # disk, as kubelet's default) and the warnings.
+    "${kubectl}" -n demo get pods -o wide >&2 || true
+    "${kubectl}" get nodes -o jsonpath='{range .items[*]}{.metadata.name}{": taints "}{.spec.taints}{"\n"}{end}' >&2 || true
+    "${kubectl}" -n demo get events --field-selector type=Warning >&2 || true
+    die "the demo did not roll out (above: its pods, the node's taints and the warnings)"
+fi
 
 # --- The page, through the Service ------------------------------------------------------------
 # Both addresses are this machine's: the ClusterIP is routed to the node's bridge (skiff0) and
