@@ -627,6 +627,13 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
                 {"name": "c", "image": "registry.invalid/nothing:1", "imagePullPolicy": "Never"}]})))
                 .await
                 .expect("create");
+            // A sandbox that cannot be made (the kernel refuses the sysctl's value): the pod
+            // stays Pending and says why, as kubelet's FailedCreatePodSandBox.
+            pods.create(&PostParams::default(), &pod("no-sandbox", json!({
+                "securityContext": {"sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "bogus"}]},
+                "containers": [busybox("c", "sleep 60")]})))
+                .await
+                .expect("create");
             let p = wait_pod(&pods, "ok", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
             assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
             let p = wait_pod(&pods, "bad", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
@@ -645,6 +652,22 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
             let message = container_status(&p, "c").and_then(|c| c.state?.waiting?.message).unwrap_or_default();
             assert_eq!(message, "Container image \"registry.invalid/nothing:1\" is not present with pull policy of Never");
             assert_eq!(phase(&p), "Pending");
+            let failed = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    let events = pod_events(&client, "no-sandbox").await;
+                    if let Some(e) = events.into_iter().find(|e| e.0 == "FailedCreatePodSandBox") {
+                        break e;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+            .await
+            .expect("a FailedCreatePodSandBox event about the pod");
+            assert!(
+                failed.1.starts_with("Failed to create pod sandbox: ") && failed.1.contains("net.ipv4.ip_local_port_range"),
+                "{failed:?}"
+            );
+            assert_eq!(phase(&pods.get("no-sandbox").await.expect("get")), "Pending");
         });
     });
 }

@@ -562,7 +562,23 @@ async fn sync_pod(
     let namespaces = match ensure_sandbox(shared, pod, memory, &records).await {
         Ok(ns) => ns,
         Err(message) => {
-            tracing::warn!(pod = %key(pod), %message, "sandbox");
+            tracing::warn!(pod = %key(pod), %message, "FailedCreatePodSandBox");
+            // As kubelet: a Warning on the pod, so that `kubectl describe` says why it stays
+            // in ContainerCreating (once per distinct message, as FailedMount).
+            if memory.reported.insert((
+                String::new(),
+                "FailedCreatePodSandBox".into(),
+                message.clone(),
+            )) {
+                event(
+                    shared,
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {message}"),
+                );
+            }
             let _ = write_status(shared, pod, memory, wake, false).await;
             return Ok(Some(Duration::from_secs(2)));
         }
