@@ -634,6 +634,12 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
                 "containers": [busybox("c", "sleep 60")]})))
                 .await
                 .expect("create");
+            // A program that is not there: the create fails on every retry, and each failure
+            // must give back the container's rootfs mount.
+            let no_program = pods.create(&PostParams::default(), &pod("no-program", json!({"containers": [
+                {"name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent", "command": ["no-such-program"]}]})))
+                .await
+                .expect("create");
             let p = wait_pod(&pods, "ok", "Succeeded", Duration::from_secs(30), |p| phase(p) == "Succeeded").await;
             assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
             let p = wait_pod(&pods, "bad", "Failed", Duration::from_secs(30), |p| phase(p) == "Failed").await;
@@ -668,6 +674,17 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
                 "{failed:?}"
             );
             assert_eq!(phase(&pods.get("no-sandbox").await.expect("get")), "Pending");
+            let p = wait_pod(&pods, "no-program", "RunContainerError", Duration::from_secs(30), |p| {
+                container_status(p, "c").and_then(|c| c.state?.waiting?.reason).as_deref() == Some("RunContainerError")
+            })
+            .await;
+            let message = container_status(&p, "c").and_then(|c| c.state?.waiting?.message).unwrap_or_default();
+            assert!(message.contains("executable file not found"), "{message}");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let rootfs = format!("{}.c.", no_program.uid().expect("uid"));
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+            let stacked = mounts.lines().filter(|l| l.contains(&rootfs)).count();
+            assert!(stacked <= 1, "{stacked} rootfs mounts of the failing container:\n{mounts}");
         });
     });
 }

@@ -1260,6 +1260,9 @@ async fn start_container(
             max_size_bytes: LOG_MAX_BYTES,
             max_files: LOG_MAX_FILES,
         };
+        // A failed create leaves the prepared rootfs to us: unmounted here, or every retry
+        // would mount another overlay over the last.
+        let managed_dir = prepared.managed_dir.clone();
         options.managed_dir = Some(prepared.managed_dir);
         options.image_layers = prepared.image_layers;
         options.labels = labels;
@@ -1267,9 +1270,10 @@ async fn start_container(
         annotations.insert("skiff.io/image".into(), image_ref.clone());
         annotations.insert("skiff.io/image-id".into(), image_id(&image));
         options.spec.set_annotations(Some(annotations));
-        runtime
-            .create_and_start(&id, options)
-            .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        runtime.create_and_start(&id, options).map_err(|e| {
+            let _ = skiff_runtime::image::remove_rootfs(&managed_dir);
+            ("RunContainerError".to_string(), e.to_string())
+        })?;
         Ok(())
     })
     .await
