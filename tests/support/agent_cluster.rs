@@ -31,8 +31,12 @@ pub static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Cluster {
     pub agent: Option<Child>,
     pub dir: tempfile::TempDir,
-    /// The runtime's state, on tmpfs as the agent's default (/run/skiff/runtime) is.
+    /// The runtime's state, on tmpfs as the agent's default (/run/skiff/runtime) is on a
+    /// standard Debian, where /run is a tmpfs.
     pub state: tempfile::TempDir,
+    /// Whether `state` has a tmpfs of its own, mounted because /run here is not one (a
+    /// machine without systemd): unmounted on drop.
+    pub state_tmpfs: bool,
     pub cgroup_root: String,
     pub port: u16,
     pub agent_flags: Vec<String>,
@@ -95,11 +99,13 @@ impl Cluster {
             agent: None,
             dir,
             state,
+            state_tmpfs: false,
             cgroup_root,
             port,
             agent_flags: agent_flags.iter().map(|s| s.to_string()).collect(),
             server,
         };
+        cluster.state_tmpfs = mount_tmpfs_unless_on_one(cluster.state.path());
         cluster.start_agent();
         cluster
     }
@@ -202,6 +208,11 @@ impl Drop for Cluster {
         if !status.is_ok_and(|s| s.success()) {
             eprintln!("skiff agent --cleanup failed");
         }
+        if self.state_tmpfs
+            && let Err(e) = nix::mount::umount2(self.state.path(), nix::mount::MntFlags::MNT_DETACH)
+        {
+            eprintln!("unmounting {}: {e}", self.state.path().display());
+        }
         for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
             let Ok(entries) = std::fs::read_dir(root) else {
                 continue;
@@ -222,6 +233,27 @@ impl Drop for Cluster {
             eprintln!("--- agent log ---\n{}", self.agent_log());
         }
     }
+}
+
+/// Mounts a tmpfs at `dir` unless it already is on one; returns whether it did. The runtime's
+/// state is a few small files per container, rewritten at each step: on a disk file system
+/// their inode churn would be measured as the runtime's cost, which on a standard install
+/// (/run a tmpfs) it is not.
+fn mount_tmpfs_unless_on_one(dir: &Path) -> bool {
+    let on_tmpfs = nix::sys::statfs::statfs(dir)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if on_tmpfs {
+        return false;
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some("mode=0700,size=256m"),
+    )
+    .unwrap_or_else(|e| panic!("mounting a tmpfs at {}: {e}", dir.display()));
+    true
 }
 
 pub fn remove_cgroup_tree(dir: &Path) {
