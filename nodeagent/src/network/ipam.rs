@@ -3,11 +3,19 @@
 //! atomically under an exclusive lock before the address is put on an interface. The directory
 //! is the only truth, so an address is never handed out twice — across threads, processes and
 //! crashes — and a restarted agent finds every allocation again.
+//!
+//! Reading every record on every attach made a burst of pod starts quadratic in the pods on
+//! the node, so a process keeps the records it last read or wrote in memory, tagged with the
+//! directory's *generation*: a counter in `<state dir>/generation` that every change bumps
+//! under the lock before it touches a record. Under the lock, an unchanged generation means
+//! nobody else changed anything since, and the memory copy is the directory's content.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -19,10 +27,19 @@ const LOCK_FILE: &str = "lock";
 /// Where the last allocation is remembered, so the next search starts after it and a released
 /// address is not reused at once (a stale ARP or conntrack entry elsewhere could still point at it).
 const LAST_RESERVED: &str = "last_reserved_ip";
+/// Bumped by every change of the records (see the module docs).
+const GENERATION: &str = "generation";
 
 pub(super) struct Ipam {
     state_dir: PathBuf,
     range: Ipv4Cidr,
+    /// This process's copy of the records and the generation it is of.
+    known: Mutex<Option<Known>>,
+}
+
+struct Known {
+    generation: u64,
+    records: BTreeMap<Ipv4Addr, Record>,
 }
 
 /// One allocation: the sandbox holding the address and the host end of its veth.
@@ -51,6 +68,7 @@ impl Ipam {
         Ipam {
             state_dir: state_dir.to_path_buf(),
             range,
+            known: Mutex::new(None),
         }
     }
 
@@ -89,7 +107,7 @@ impl Ipam {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(&ips)(e)),
         }
-        for name in [LOCK_FILE, LAST_RESERVED] {
+        for name in [LOCK_FILE, LAST_RESERVED, GENERATION] {
             let path = state_dir.join(name);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -104,10 +122,88 @@ impl Ipam {
 }
 
 impl Locked<'_> {
-    /// Every allocation on disk, in address order.
+    /// Every allocation, in address order.
     pub(super) fn records(&self) -> Result<Vec<Record>, NetworkError> {
+        self.with_records(|records| records.values().cloned().collect())
+            .map(|(records, _)| records)
+    }
+
+    pub(super) fn find(&self, sandbox_id: &str) -> Result<Option<Record>, NetworkError> {
+        self.with_records(|records| {
+            records
+                .values()
+                .find(|record| record.sandbox_id == sandbox_id)
+                .cloned()
+        })
+        .map(|(record, _)| record)
+    }
+
+    /// Runs `f` on the records — this process's copy when the generation on disk is the one it
+    /// was taken at, else what the directory holds now — and returns its result with the
+    /// generation the records are of.
+    fn with_records<T>(
+        &self,
+        f: impl FnOnce(&BTreeMap<Ipv4Addr, Record>) -> T,
+    ) -> Result<(T, u64), NetworkError> {
+        let generation = self.generation();
+        let mut known = self.known();
+        if let Some(known) = known.as_ref().filter(|k| k.generation == generation) {
+            return Ok((f(&known.records), generation));
+        }
+        *known = None;
+        let (generation, records) = self.read_records(generation)?;
+        let known = known.insert(Known {
+            generation,
+            records,
+        });
+        Ok((f(&known.records), generation))
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<Known>> {
+        self.ipam
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation(&self) -> u64 {
+        fs::read_to_string(self.ipam.state_dir.join(GENERATION))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Announces a change of the records: called before making it, so that a process that dies
+    /// halfway still leaves the others rereading. Returns the new generation.
+    fn bump(&self, from: u64) -> Result<u64, NetworkError> {
+        let path = self.ipam.state_dir.join(GENERATION);
+        // Never back to a value another process may hold (a counter that was unreadable).
+        let next = from.max(self.generation()) + 1;
+        fs::write(&path, next.to_string()).map_err(io_error(&path))?;
+        Ok(next)
+    }
+
+    /// Applies this process's own change to its copy, if it has one of the generation the
+    /// change was made from.
+    fn remember(&self, from: u64, to: u64, change: impl FnOnce(&mut BTreeMap<Ipv4Addr, Record>)) {
+        let mut known = self.known();
+        match known.as_mut() {
+            Some(k) if k.generation == from => {
+                change(&mut k.records);
+                k.generation = to;
+            }
+            _ => *known = None,
+        }
+    }
+
+    /// The records on disk; `generation` is what the counter said before reading. Returns the
+    /// generation they are of.
+    fn read_records(
+        &self,
+        mut generation: u64,
+    ) -> Result<(u64, BTreeMap<Ipv4Addr, Record>), NetworkError> {
         let dir = self.ipam.ips_dir();
-        let mut records = Vec::new();
+        let mut records = BTreeMap::new();
         for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
             let entry = entry.map_err(io_error(&dir))?;
             // Temp files of interrupted writes and anything else are not allocations.
@@ -127,24 +223,20 @@ impl Locked<'_> {
                 // Only a power loss right after an allocation leaves a record without its
                 // content, and then its pod's namespaces are gone as well: the address is free.
                 tracing::warn!(path = %path.display(), "removing an empty address record");
+                generation = self.bump(generation)?;
                 fs::remove_file(&path).map_err(io_error(&path))?;
                 continue;
             }
-            records.push(Record {
+            records.insert(
                 ip,
-                sandbox_id,
-                host_veth,
-            });
+                Record {
+                    ip,
+                    sandbox_id,
+                    host_veth,
+                },
+            );
         }
-        records.sort_by_key(|record| record.ip);
-        Ok(records)
-    }
-
-    pub(super) fn find(&self, sandbox_id: &str) -> Result<Option<Record>, NetworkError> {
-        Ok(self
-            .records()?
-            .into_iter()
-            .find(|record| record.sandbox_id == sandbox_id))
+        Ok((generation, records))
     }
 
     /// Records a free address for the sandbox and returns it. Addresses 0 (network) and 1
@@ -155,11 +247,8 @@ impl Locked<'_> {
         host_veth: &str,
     ) -> Result<Record, NetworkError> {
         let range = self.ipam.range;
-        let taken: std::collections::HashSet<Ipv4Addr> = self
-            .records()?
-            .into_iter()
-            .map(|record| record.ip)
-            .collect();
+        let (taken, generation): (std::collections::HashSet<Ipv4Addr>, u64) =
+            self.with_records(|records| records.keys().copied().collect())?;
         let first = 2u64;
         let last = range.size().saturating_sub(2);
         let usable = last.saturating_sub(first) + 1;
@@ -187,11 +276,15 @@ impl Locked<'_> {
             host_veth: host_veth.to_string(),
         };
         let dir = self.ipam.ips_dir();
+        let next = self.bump(generation)?;
         write_atomically(
             &dir,
             &ip.to_string(),
             format!("{sandbox_id}\n{host_veth}\n").as_bytes(),
         )?;
+        self.remember(generation, next, |records| {
+            records.insert(ip, record.clone());
+        });
         // Rewritten in place, as host-local does: it is only where the next search starts (a
         // torn one reads as absent), and a rename would allocate and free an inode per pod.
         let last = self.ipam.state_dir.join(LAST_RESERVED);
@@ -201,18 +294,31 @@ impl Locked<'_> {
 
     /// Forgets the sandbox's allocations (there is at most one, unless a crash interleaved).
     pub(super) fn release(&self, sandbox_id: &str) -> Result<Vec<Ipv4Addr>, NetworkError> {
+        let (held, generation): (Vec<Ipv4Addr>, u64) = self.with_records(|records| {
+            records
+                .values()
+                .filter(|record| record.sandbox_id == sandbox_id)
+                .map(|record| record.ip)
+                .collect()
+        })?;
+        if held.is_empty() {
+            return Ok(held);
+        }
+        let next = self.bump(generation)?;
         let mut released = Vec::new();
-        for record in self.records()? {
-            if record.sandbox_id != sandbox_id {
-                continue;
-            }
-            let path = self.ipam.ips_dir().join(record.ip.to_string());
+        for ip in held {
+            let path = self.ipam.ips_dir().join(ip.to_string());
             match fs::remove_file(&path) {
-                Ok(()) => released.push(record.ip),
+                Ok(()) => released.push(ip),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error(&path)(e)),
             }
         }
+        self.remember(generation, next, |records| {
+            for ip in &released {
+                records.remove(ip);
+            }
+        });
         Ok(released)
     }
 
@@ -296,6 +402,53 @@ mod tests {
         assert_eq!(again.lock().unwrap().records().unwrap().len(), 5);
         Ipam::remove_state(dir.path()).unwrap();
         assert!(!dir.path().exists());
+    }
+
+    #[test]
+    fn changes_by_another_process_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two allocators over one directory: this agent and, say, `skiff agent --cleanup`.
+        let this = Ipam::new(dir.path(), cidr("10.9.0.0/24"));
+        let other = Ipam::new(dir.path(), cidr("10.9.0.0/24"));
+        let a = this.lock().unwrap().allocate("a", "va").unwrap().ip;
+        assert_eq!(other.lock().unwrap().find("a").unwrap().unwrap().ip, a);
+        let b = other.lock().unwrap().allocate("b", "vb").unwrap().ip;
+        assert_ne!(a, b);
+        assert_eq!(this.lock().unwrap().find("b").unwrap().unwrap().ip, b);
+        // The next search of `this` must not hand out `b` again.
+        let c = this.lock().unwrap().allocate("c", "vc").unwrap().ip;
+        assert!(![a, b].contains(&c), "{c} handed out twice");
+        assert_eq!(other.lock().unwrap().release("a").unwrap(), vec![a]);
+        assert_eq!(this.lock().unwrap().find("a").unwrap(), None);
+        let ips: Vec<Ipv4Addr> = this
+            .lock()
+            .unwrap()
+            .records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.ip)
+            .collect();
+        assert_eq!(ips, vec![b, c]);
+    }
+
+    #[test]
+    fn a_process_reads_the_records_again_only_after_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(dir.path(), cidr("10.9.0.0/24"));
+        let ip = ipam.lock().unwrap().allocate("a", "va").unwrap().ip;
+        // Rewritten behind the allocator's back without a new generation: its copy stands.
+        let record = dir.path().join(IPS_DIR).join(ip.to_string());
+        fs::write(&record, "z\nvz\n").unwrap();
+        assert_eq!(ipam.lock().unwrap().find("a").unwrap().unwrap().ip, ip);
+        // Any change announced by the generation makes it read the directory again.
+        Ipam::new(dir.path(), cidr("10.9.0.0/24"))
+            .lock()
+            .unwrap()
+            .allocate("b", "vb")
+            .unwrap();
+        let locked = ipam.lock().unwrap();
+        assert_eq!(locked.find("a").unwrap(), None);
+        assert_eq!(locked.find("z").unwrap().unwrap().ip, ip);
     }
 
     #[test]

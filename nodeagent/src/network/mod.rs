@@ -12,7 +12,8 @@
 //!   (a pod reaching itself through a Service VIP), the pod end `eth0` in the sandbox's netns
 //!   with an address from the podCIDR and a default route via the gateway.
 //! - **Addresses** (`ipam.rs`): one file per allocated address under `state_dir/ips/`, written
-//!   atomically under a lock before the address is configured, released on detach.
+//!   atomically under a lock before the address is configured, released on detach; the agent
+//!   keeps a copy in memory, reread only when another process changed the directory.
 //! - **Other nodes** ([`PodNetwork::sync_peer_routes`]): host-gw, a route to each peer's
 //!   podCIDR via its InternalIP; `unreachable` routes for the rest of the cluster CIDR.
 //!
