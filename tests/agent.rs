@@ -1019,7 +1019,7 @@ fn security_context_and_resources_reach_the_container_and_cleanup_leaves_nothing
         rt.block_on(async {
             let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
             let script = "id -u; id -g; touch /file-in-root 2>/dev/null && echo writable || echo read-only; \
-                grep CapEff /proc/self/status; echo done; sleep 3600";
+                grep CapEff /proc/self/status; grep ^Seccomp: /proc/self/status; echo done; sleep 3600";
             let mut c = busybox("c", script);
             c["securityContext"] = json!({"runAsUser": 1000, "runAsGroup": 3000,
                 "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}});
@@ -1035,7 +1035,11 @@ fn security_context_and_resources_reach_the_container_and_cleanup_leaves_nothing
                 lines.iter().any(|l| l == "done").then_some(lines)
             })
             .await;
-            assert_eq!(lines, ["1000", "3000", "read-only", "CapEff:\t0000000000000000", "done"]);
+            // No seccomp profile named: none, as kubelet without --seccomp-default.
+            assert_eq!(
+                lines,
+                ["1000", "3000", "read-only", "CapEff:\t0000000000000000", "Seccomp:\t0", "done"]
+            );
             // requests → cpu.shares, limits → CFS quota and the memory limit (cgroup v1 here,
             // v2 files when the host is v2).
             let id = container_status(&p, "c").and_then(|c| c.container_id).expect("id");
@@ -1053,6 +1057,56 @@ fn security_context_and_resources_reach_the_container_and_cleanup_leaves_nothing
                 assert_eq!(read(format!("/sys/fs/cgroup/{cg}/cpu.max")).expect("cpu.max"), "50000 100000");
                 assert_eq!(read(format!("/sys/fs/cgroup/{cg}/memory.max")).expect("memory.max"), "67108864");
             }
+
+            // seccompProfile: the pod's RuntimeDefault, a container's Unconfined over it, and a
+            // Localhost profile from <root-dir>/seccomp that refuses mkdir.
+            let profiles = cluster.dir.path().join("agent/seccomp");
+            std::fs::create_dir_all(&profiles).expect("seccomp dir");
+            std::fs::write(
+                profiles.join("deny-mkdir.json"),
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+            )
+            .expect("profile");
+            let status_line = "grep ^Seccomp: /proc/self/status; echo done; sleep 3600";
+            let mut unconfined = busybox("unconfined", status_line);
+            unconfined["securityContext"] = json!({"seccompProfile": {"type": "Unconfined"}});
+            let mut local = busybox("local", "mkdir /tmp/made 2>&1; echo done; sleep 3600");
+            local["securityContext"] = json!({"seccompProfile":
+                {"type": "Localhost", "localhostProfile": "deny-mkdir.json"}});
+            let spec = json!({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [busybox("default", status_line), unconfined, local]});
+            pods.create(&PostParams::default(), &pod("seccomp", spec)).await.expect("create");
+            let p = wait_pod(&pods, "seccomp", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+            for (container, expected) in [
+                ("default", vec!["Seccomp:\t2", "done"]),
+                ("unconfined", vec!["Seccomp:\t0", "done"]),
+                ("local", vec!["mkdir: can't create directory '/tmp/made': Operation not permitted", "done"]),
+            ] {
+                let lines = support::wait_for("the container's report", || async {
+                    let lines = cluster.log(&p, container, 0);
+                    lines.iter().any(|l| l == "done").then_some(lines)
+                })
+                .await;
+                assert_eq!(lines, expected, "{container}");
+            }
+            // A profile that is not there: the container is not created, and says why.
+            let mut missing = busybox("c", "sleep 3600");
+            missing["securityContext"] = json!({"seccompProfile":
+                {"type": "Localhost", "localhostProfile": "not-there.json"}});
+            pods.create(&PostParams::default(), &pod("no-profile", json!({"containers": [missing]})))
+                .await
+                .expect("create");
+            let p = wait_pod(&pods, "no-profile", "CreateContainerConfigError", Duration::from_secs(30), |p| {
+                container_status(p, "c")
+                    .and_then(|c| c.state?.waiting?.reason)
+                    .is_some_and(|r| r == "CreateContainerConfigError")
+            })
+            .await;
+            let message = container_status(&p, "c")
+                .and_then(|c| c.state?.waiting?.message)
+                .unwrap_or_default();
+            assert!(message.contains("not-there.json"), "{message}");
         });
         // `skiff agent --cleanup` removes the pods, the network and the rules.
         cluster.kill_agent();

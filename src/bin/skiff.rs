@@ -103,6 +103,10 @@ struct AgentArgs {
     /// Run pods without the pod network (loopback only): for testing the kubelet alone.
     #[arg(long)]
     no_pod_network: bool,
+    /// Give containers that name no seccomp profile the runtime's default one (Docker's)
+    /// instead of none, as kubelet's flag of the same name.
+    #[arg(long)]
+    seccomp_default: bool,
     /// Remove every rule, route, interface and mount Skiff made on this node, then exit.
     #[arg(long)]
     cleanup: bool,
@@ -394,6 +398,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.cluster_dns = args.cluster_dns.clone();
     config.insecure_registries = args.insecure_registry.clone();
     config.disable_pod_network = args.no_pod_network;
+    config.seccomp_default = args.seccomp_default;
     config.eviction_hard =
         skiff_nodeagent::kubelet::machine::EvictionThresholds::parse(&args.eviction_hard)
             .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;

@@ -29,6 +29,59 @@ pub struct ContainerFiles<'a> {
     pub termination_log: Option<&'a Path>,
     pub hostname: &'a str,
     pub cgroup_path: String,
+    /// Where `Localhost` seccomp profiles are (kubelet's `<root-dir>/seccomp`).
+    pub seccomp_profile_root: &'a Path,
+    /// kubelet's `--seccomp-default`: no profile named means the runtime's default, not none.
+    pub seccomp_default: bool,
+}
+
+/// The seccomp profile a container runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeccompChoice {
+    Unconfined,
+    RuntimeDefault,
+    /// A profile file (OCI `linux.seccomp` JSON, which Docker's profile format extends).
+    Localhost(PathBuf),
+}
+
+/// As kubelet picks it (`getSeccompProfile`): the container's securityContext, else the pod's,
+/// else the runtime's default with `--seccomp-default` and none without. Privileged containers
+/// run without one whatever they name.
+pub fn seccomp_choice(
+    pod: &Pod,
+    c: &Container,
+    profile_root: &Path,
+    seccomp_default: bool,
+) -> SeccompChoice {
+    let named = c
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.seccomp_profile.as_ref())
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|sc| sc.seccomp_profile.as_ref())
+        });
+    match named {
+        None if seccomp_default => SeccompChoice::RuntimeDefault,
+        None => SeccompChoice::Unconfined,
+        Some(p) => match p.type_.as_str() {
+            "RuntimeDefault" => SeccompChoice::RuntimeDefault,
+            "Localhost" => SeccompChoice::Localhost(
+                profile_root.join(p.localhost_profile.as_deref().unwrap_or_default()),
+            ),
+            _ => SeccompChoice::Unconfined,
+        },
+    }
+}
+
+/// A `Localhost` profile file as the spec's `linux.seccomp`.
+fn load_seccomp_profile(path: &Path) -> Result<oci_spec::runtime::LinuxSeccomp, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("failed to load seccomp profile {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("invalid seccomp profile {}: {e}", path.display()))
 }
 
 /// Milli-CPU of a quantity string (rounded up, as upstream).
@@ -182,10 +235,24 @@ pub fn build_spec(
             linux.set_masked_paths(None);
             linux.set_readonly_paths(None);
         }
-    } else if let Some(caps) = sc.and_then(|s| s.capabilities.as_ref()) {
-        let add = caps.add.clone().unwrap_or_default();
-        let drop = caps.drop.clone().unwrap_or_default();
-        spec::set_capabilities(&mut s, &add, &drop).map_err(|e| e.to_string())?;
+    } else {
+        if let Some(caps) = sc.and_then(|s| s.capabilities.as_ref()) {
+            let add = caps.add.clone().unwrap_or_default();
+            let drop = caps.drop.clone().unwrap_or_default();
+            spec::set_capabilities(&mut s, &add, &drop).map_err(|e| e.to_string())?;
+        }
+        // After the capabilities: the runtime's default profile follows them.
+        let profile =
+            match seccomp_choice(pod, c, files.seccomp_profile_root, files.seccomp_default) {
+                SeccompChoice::Unconfined => None,
+                SeccompChoice::RuntimeDefault => {
+                    s.linux().as_ref().and_then(|l| l.seccomp().clone())
+                }
+                SeccompChoice::Localhost(path) => Some(load_seccomp_profile(&path)?),
+            };
+        if let Some(linux) = s.linux_mut() {
+            linux.set_seccomp(profile);
+        }
     }
     if sc.and_then(|s| s.allow_privilege_escalation) == Some(false)
         && let Some(p) = s.process_mut()
@@ -274,6 +341,45 @@ mod tests {
 
     fn container(v: serde_json::Value) -> Container {
         serde_json::from_value(v).expect("container")
+    }
+
+    #[test]
+    fn the_seccomp_profile_is_the_containers_else_the_pods_else_the_nodes_default() {
+        let root = Path::new("/var/lib/skiff/agent/seccomp");
+        let pod = |sc: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p"},
+                "spec": {"containers": [], "securityContext": sc}}))
+            .expect("pod")
+        };
+        let plain = container(json!({"name": "c"}));
+        let choose = |p: &Pod, c: &Container, default| seccomp_choice(p, c, root, default);
+        // Nothing named: none, as kubelet without --seccomp-default; the runtime's with it.
+        assert_eq!(
+            choose(&pod(json!({})), &plain, false),
+            SeccompChoice::Unconfined
+        );
+        assert_eq!(
+            choose(&pod(json!({})), &plain, true),
+            SeccompChoice::RuntimeDefault
+        );
+        let pod_default = pod(json!({"seccompProfile": {"type": "RuntimeDefault"}}));
+        assert_eq!(
+            choose(&pod_default, &plain, false),
+            SeccompChoice::RuntimeDefault
+        );
+        // The container's own choice wins over the pod's and over the node's default.
+        let unconfined = container(json!({"name": "c",
+            "securityContext": {"seccompProfile": {"type": "Unconfined"}}}));
+        assert_eq!(
+            choose(&pod_default, &unconfined, true),
+            SeccompChoice::Unconfined
+        );
+        let local = container(json!({"name": "c", "securityContext": {"seccompProfile":
+            {"type": "Localhost", "localhostProfile": "profiles/audit.json"}}}));
+        assert_eq!(
+            choose(&pod(json!({})), &local, false),
+            SeccompChoice::Localhost(root.join("profiles/audit.json"))
+        );
     }
 
     #[test]

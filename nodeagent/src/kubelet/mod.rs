@@ -67,6 +67,9 @@ pub struct KubeletConfig {
     /// Run pods without the pod network (sandboxes get only loopback): for tests of the
     /// kubelet alone.
     pub disable_pod_network: bool,
+    /// kubelet's `--seccomp-default`: a container whose pod and securityContext name no
+    /// seccomp profile gets the runtime's default profile instead of none.
+    pub seccomp_default: bool,
 }
 
 impl KubeletConfig {
@@ -94,6 +97,7 @@ impl KubeletConfig {
             cluster_cidr: "10.244.0.0/16".into(),
             service_cidr: "10.96.0.0/12".into(),
             disable_pod_network: false,
+            seccomp_default: false,
         }
     }
 
@@ -103,6 +107,11 @@ impl KubeletConfig {
 
     pub fn log_root(&self) -> PathBuf {
         self.root_dir.join("logs")
+    }
+
+    /// Where `Localhost` seccomp profiles are looked up, as kubelet's `<root-dir>/seccomp`.
+    pub fn seccomp_profile_root(&self) -> PathBuf {
+        self.root_dir.join("seccomp")
     }
 }
 

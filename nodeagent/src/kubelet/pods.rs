@@ -1224,6 +1224,8 @@ async fn start_container(
         if init { "init" } else { "app" }.into(),
     );
     let cgroup_path = format!("{}/pod{uid}/{id}", shared.config.cgroup_root);
+    let seccomp_profile_root = shared.config.seccomp_profile_root();
+    let seccomp_default = shared.config.seccomp_default;
     let pod_copy = pod.clone();
     let namespaces = namespaces.to_vec();
     let volumes = volumes.clone();
@@ -1248,6 +1250,8 @@ async fn start_container(
             termination_log: Some(&term_log),
             hostname: &host,
             cgroup_path,
+            seccomp_profile_root: &seccomp_profile_root,
+            seccomp_default,
         };
         let spec = containers::build_spec(&pod_copy, &expanded, &image, &env_lines, &files)
             .map_err(|m| {
