@@ -173,6 +173,46 @@ mod cgroups {
         }
     }
 
+    /// A level left without cpus/mems (a create interrupted between its mkdir and its write, or
+    /// one another thread made and has not filled yet) is filled by the next create below it;
+    /// and creators racing on new levels of one parent all succeed.
+    #[test]
+    fn cpuset_levels_left_empty_are_filled_by_the_next_create_below() {
+        let Some(p) = Parent::new() else { return };
+        let Some(cpuset) = p.h.v1_mount("cpuset") else {
+            eprintln!("skipping: no v1 cpuset");
+            return;
+        };
+        // What an interrupted create leaves: the parent and a pod level, both empty.
+        let pod = cpuset.join(&p.name).join("pod");
+        std::fs::create_dir_all(&pod).expect("mkdir");
+        assert_eq!(read(&pod.join("cpuset.mems")), "");
+        let ctr = p.cgroup("pod/ctr");
+        ctr.create().expect("create below an empty level");
+        for d in [cpuset.join(&p.name), pod.clone(), pod.join("ctr")] {
+            assert!(!read(&d.join("cpuset.cpus")).is_empty(), "{}", d.display());
+            assert!(!read(&d.join("cpuset.mems")).is_empty(), "{}", d.display());
+        }
+        let mut proc = Proc::spawn("exit 0");
+        ctr.add_process(proc.pid()).expect("a task can join it");
+        proc.go();
+        assert!(proc.wait(Duration::from_secs(10)).is_some());
+
+        // Eight threads creating pods under one new parent at once.
+        let racing = Parent::new().expect("parent");
+        let h = &racing.h;
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let name = format!("{}/pod-{i}/ctr", racing.name);
+                scope.spawn(move || Cgroup::new(h, &name).create().expect("racing create"));
+            }
+        });
+        for i in 0..8 {
+            let d = cpuset.join(&racing.name).join(format!("pod-{i}/ctr"));
+            assert!(!read(&d.join("cpuset.mems")).is_empty(), "{}", d.display());
+        }
+    }
+
     #[test]
     fn apply_limits_and_update_them() {
         let Some(p) = Parent::new() else { return };

@@ -38,33 +38,23 @@ pub(super) fn create(v1: &V1Mounts, dirs: &[PathBuf], rel: &str) -> Result<(), C
 }
 
 /// A new cpuset starts with empty `cpuset.cpus`/`cpuset.mems` (no task can join it): give each
-/// new level its parent's values (the nearest ancestor that has some), and set
-/// `cgroup.clone_children` so that the kernel copies them into the levels below by itself.
-/// Writing `cpuset.cpus` of a load-balanced cpuset rebuilds the scheduler domains, a cost every
-/// pod and container would otherwise pay; with the copy, only the first levels do.
+/// new level its parent's values, and set `cgroup.clone_children` so that the kernel copies
+/// them into the levels below by itself. Writing `cpuset.cpus` of a load-balanced cpuset
+/// rebuilds the scheduler domains, a cost every pod and container would otherwise pay; with
+/// the copy, only the first levels do.
+///
+/// An ancestor may be empty too: another thread created it a moment ago and has not filled it
+/// yet, or a create was interrupted between its mkdir and its write (the kernel refuses a
+/// value its parent does not hold, so a level below an empty one cannot be filled). Empty
+/// ancestors are filled first, top-down, with the same values: writers racing on one level
+/// write the same thing.
 fn copy_cpuset_down(mount: &Path, created: &[PathBuf]) -> Result<(), CgroupError> {
-    let Some(first) = created.first() else {
+    let Some(deepest) = created.last() else {
         return Ok(());
     };
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let mut value = String::new();
-        let mut ancestor = first.parent();
-        while let Some(a) = ancestor {
-            value = fsutil::read_to_string(&a.join(file))?.trim().to_string();
-            if !value.is_empty() || a == mount || !a.starts_with(mount) {
-                break;
-            }
-            ancestor = a.parent();
-        }
-        if value.is_empty() {
+        if fill_from_ancestors(mount, deepest, file)?.is_empty() {
             tracing::warn!(file, "no ancestor cpuset has a value to copy");
-            continue;
-        }
-        for level in created {
-            let copied = fsutil::read_to_string(&level.join(file))?;
-            if copied.trim().is_empty() {
-                fsutil::write(&level.join(file), &value)?;
-            }
         }
     }
     for level in created {
@@ -74,6 +64,25 @@ fn copy_cpuset_down(mount: &Path, created: &[PathBuf]) -> Result<(), CgroupError
         }
     }
     Ok(())
+}
+
+/// `level`'s value of `file`, first copied from the nearest ancestor that has one (filling the
+/// empty levels in between) when it has none. Empty when no ancestor up to `mount` has one.
+fn fill_from_ancestors(mount: &Path, level: &Path, file: &str) -> Result<String, CgroupError> {
+    let value = fsutil::read_to_string(&level.join(file))?
+        .trim()
+        .to_string();
+    if !value.is_empty() || level == mount {
+        return Ok(value);
+    }
+    let Some(parent) = level.parent().filter(|p| p.starts_with(mount)) else {
+        return Ok(value);
+    };
+    let inherited = fill_from_ancestors(mount, parent, file)?;
+    if !inherited.is_empty() {
+        fsutil::write(&level.join(file), &inherited)?;
+    }
+    Ok(inherited)
 }
 
 pub(super) fn apply(
