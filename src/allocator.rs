@@ -39,7 +39,7 @@ impl PerProcessAllocator {
             SYSTEM => true,
             MIMALLOC => false,
             _ => {
-                let choice = if is_runtime_helper() {
+                let choice = if is_runtime_helper() && !helpers_asked_for_mimalloc() {
                     SYSTEM
                 } else {
                     MIMALLOC
@@ -54,15 +54,17 @@ impl PerProcessAllocator {
 /// Set to `mimalloc` to give the runtime's helpers mimalloc too (benchmarks compare the two).
 const HELPER_ALLOCATOR_ENV: &std::ffi::CStr = c"SKIFF_RUNTIME_HELPER_ALLOCATOR";
 
-/// Whether this process's first argument is the runtime's re-exec marker. Reads
-/// `/proc/self/cmdline` with plain syscalls into a stack buffer: the allocator cannot allocate.
-fn is_runtime_helper() -> bool {
+/// Whether [`HELPER_ALLOCATOR_ENV`] says `mimalloc`. Without allocating.
+fn helpers_asked_for_mimalloc() -> bool {
     // SAFETY: getenv reads the environment without allocating; the result is only compared.
     let chosen = unsafe { libc::getenv(HELPER_ALLOCATOR_ENV.as_ptr()) };
     // SAFETY: a non-null result points at a NUL-terminated string in the environment.
-    if !chosen.is_null() && unsafe { std::ffi::CStr::from_ptr(chosen) } == c"mimalloc" {
-        return false;
-    }
+    !chosen.is_null() && unsafe { std::ffi::CStr::from_ptr(chosen) } == c"mimalloc"
+}
+
+/// Whether this process's first argument is the runtime's re-exec marker. Reads
+/// `/proc/self/cmdline` with plain syscalls into a stack buffer: the allocator cannot allocate.
+fn is_runtime_helper() -> bool {
     let marker = skiff_runtime::reexec::MARKER.as_bytes();
     let mut buf = [0u8; 256];
     // SAFETY: a NUL-terminated path; the descriptor is closed below.

@@ -196,15 +196,20 @@ fn demo_path(cluster: &UpCluster, ctl: Ctl, demo: &str) {
 /// One whole demo at a time: two clusters side by side on two cores would only slow both.
 static ONE_DEMO_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
+/// Runs `test` with a fresh cluster directory (nothing started yet) and the demo manifest, in a
+/// network namespace of its own, one demo at a time; skipped where namespaces cannot be made.
+fn with_demo_cluster(test: impl FnOnce(&UpCluster, &str) + Send + 'static) {
     if !net::require() {
         return;
     }
     let _one = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let demo = demo_manifest();
-    net::in_netns(move || {
-        let cluster = UpCluster::new();
+    net::in_netns(move || test(&UpCluster::new(), &demo));
+}
+
+#[test]
+fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
+    with_demo_cluster(|cluster, demo| {
         // A kubeconfig the user had before: `skiff up` adds to it and changes only the
         // current context.
         std::fs::write(
@@ -261,7 +266,7 @@ fn up_runs_the_demo_through_its_services_and_down_leaves_nothing() {
         );
         assert_eq!(node["spec"]["podCIDR"], "10.244.0.0/24");
 
-        demo_path(&cluster, Ctl::Kubectl, &demo);
+        demo_path(cluster, Ctl::Kubectl, demo);
 
         // Down: no process, interfaces, rules, mounts or cgroups left; the kubeconfig as it was.
         let out = cluster.down();
@@ -323,20 +328,14 @@ fn up_fails_clearly_when_its_port_is_taken() {
 /// The same demo path driven by skiffctl instead of kubectl.
 #[test]
 fn skiffctl_drives_the_demo_the_same_way() {
-    if !net::require() {
-        return;
-    }
-    let _one = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let demo = demo_manifest();
-    net::in_netns(move || {
-        let cluster = UpCluster::new();
+    with_demo_cluster(|cluster, demo| {
         let out = cluster.up();
         assert!(
             out.status.success(),
             "skiff up failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        demo_path(&cluster, Ctl::Skiffctl, &demo);
+        demo_path(cluster, Ctl::Skiffctl, demo);
         let out = cluster.down();
         assert!(
             out.status.success(),
