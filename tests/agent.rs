@@ -124,6 +124,24 @@ fn container_status(p: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::C
         .cloned()
 }
 
+/// Waits until the pod's container `container` waits with `reason`; returns the pod and the
+/// waiting message.
+async fn wait_waiting(
+    api: &Api<Pod>,
+    name: &str,
+    container: &str,
+    reason: &str,
+    timeout: Duration,
+) -> (Pod, String) {
+    let waiting = |p: &Pod| container_status(p, container).and_then(|c| c.state?.waiting);
+    let p = wait_pod(api, name, reason, timeout, |p| {
+        waiting(p).and_then(|w| w.reason).as_deref() == Some(reason)
+    })
+    .await;
+    let message = waiting(&p).and_then(|w| w.message).unwrap_or_default();
+    (p, message)
+}
+
 fn run(test: impl FnOnce(&mut Cluster, Client, tokio::runtime::Runtime) + Send + 'static) {
     run_with(&[], test)
 }
@@ -358,12 +376,7 @@ fn a_crashing_container_backs_off_and_an_oom_kill_is_reported() {
             pods.create(&PostParams::default(), &pod("oom", json!({"restartPolicy": "Never", "containers": [memory_hog]})))
                 .await
                 .expect("create");
-            let p = wait_pod(&pods, "crash", "CrashLoopBackOff", Duration::from_secs(40), |p| {
-                container_status(p, "c")
-                    .and_then(|c| c.state?.waiting?.reason)
-                    .is_some_and(|r| r == "CrashLoopBackOff")
-            })
-            .await;
+            let (p, _) = wait_waiting(&pods, "crash", "c", "CrashLoopBackOff", Duration::from_secs(40)).await;
             let cs = container_status(&p, "c").expect("status");
             assert!(cs.restart_count >= 1, "restartCount {}", cs.restart_count);
             let last = cs.last_state.and_then(|s| s.terminated).expect("lastState.terminated");
@@ -651,11 +664,8 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
                 container_status(p, "c").is_some_and(|c| c.restart_count >= 1)
             })
             .await;
-            let p = wait_pod(&pods, "missing", "ErrImageNeverPull", Duration::from_secs(30), |p| {
-                container_status(p, "c").and_then(|c| c.state?.waiting?.reason).as_deref() == Some("ErrImageNeverPull")
-            })
-            .await;
-            let message = container_status(&p, "c").and_then(|c| c.state?.waiting?.message).unwrap_or_default();
+            let (p, message) =
+                wait_waiting(&pods, "missing", "c", "ErrImageNeverPull", Duration::from_secs(30)).await;
             assert_eq!(message, "Container image \"registry.invalid/nothing:1\" is not present with pull policy of Never");
             assert_eq!(phase(&p), "Pending");
             let failed = tokio::time::timeout(Duration::from_secs(30), async {
@@ -674,11 +684,8 @@ fn run_to_completion_pods_end_succeeded_or_failed() {
                 "{failed:?}"
             );
             assert_eq!(phase(&pods.get("no-sandbox").await.expect("get")), "Pending");
-            let p = wait_pod(&pods, "no-program", "RunContainerError", Duration::from_secs(30), |p| {
-                container_status(p, "c").and_then(|c| c.state?.waiting?.reason).as_deref() == Some("RunContainerError")
-            })
-            .await;
-            let message = container_status(&p, "c").and_then(|c| c.state?.waiting?.message).unwrap_or_default();
+            let (_, message) =
+                wait_waiting(&pods, "no-program", "c", "RunContainerError", Duration::from_secs(30)).await;
             assert!(message.contains("executable file not found"), "{message}");
             tokio::time::sleep(Duration::from_secs(5)).await;
             let rootfs = format!("{}.c.", no_program.uid().expect("uid"));
@@ -1097,15 +1104,8 @@ fn security_context_and_resources_reach_the_container_and_cleanup_leaves_nothing
             pods.create(&PostParams::default(), &pod("no-profile", json!({"containers": [missing]})))
                 .await
                 .expect("create");
-            let p = wait_pod(&pods, "no-profile", "CreateContainerConfigError", Duration::from_secs(30), |p| {
-                container_status(p, "c")
-                    .and_then(|c| c.state?.waiting?.reason)
-                    .is_some_and(|r| r == "CreateContainerConfigError")
-            })
-            .await;
-            let message = container_status(&p, "c")
-                .and_then(|c| c.state?.waiting?.message)
-                .unwrap_or_default();
+            let (_, message) =
+                wait_waiting(&pods, "no-profile", "c", "CreateContainerConfigError", Duration::from_secs(30)).await;
             assert!(message.contains("not-there.json"), "{message}");
         });
         // `skiff agent --cleanup` removes the pods, the network and the rules.
@@ -1601,17 +1601,12 @@ fn images_are_pulled_with_the_pods_pull_secrets() {
                 cs.image_id
             );
             // Without the secret the registry says no: ErrImagePull, then the back-off.
-            let p = wait_pod(
+            let (p, _) = wait_waiting(
                 &pods,
                 "without",
+                "c",
                 "ImagePullBackOff",
                 Duration::from_secs(40),
-                |p| {
-                    container_status(p, "c")
-                        .and_then(|c| c.state?.waiting?.reason)
-                        .as_deref()
-                        == Some("ImagePullBackOff")
-                },
             )
             .await;
             assert_eq!(phase(&p), "Pending");

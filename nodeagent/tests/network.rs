@@ -331,6 +331,11 @@ fn pods_on_the_bridge_reach_each_other_the_node_and_the_outside() {
             // Hairpin on, so a pod can reach itself through a Service address.
             let details = ip(&["-details", "link", "show", "dev", &interface.host_veth]);
             assert!(details.contains("hairpin on"), "{details}");
+            // No IPv6 on the bridge port: no link-local address to probe and announce.
+            if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+                let v6 = ip(&["-6", "address", "show", "dev", &interface.host_veth]);
+                assert!(!v6.contains("inet6"), "{v6}");
+            }
         }
         let pod_routes = a.ip(&["-4", "route", "show"]);
         assert!(

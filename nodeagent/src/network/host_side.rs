@@ -38,8 +38,9 @@ impl Rtnetlink {
         })
     }
 
-    /// `ip link add HOST type veth peer name PEER netns NETNS` with `master BRIDGE` and `up`
-    /// folded into the same request.
+    /// `ip link add HOST type veth peer name PEER netns NETNS` with `master BRIDGE` folded into
+    /// the same request. The host end stays down, so that IPv6 can be turned off on it before
+    /// [`Rtnetlink::attach_to_bridge`] brings it up.
     pub(super) fn add_veth(
         &mut self,
         host: &str,
@@ -54,7 +55,7 @@ impl Rtnetlink {
         peer_message
             .attributes
             .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
-        let mut message = up_message(0);
+        let mut message = LinkMessage::default();
         message.attributes.extend([
             LinkAttribute::IfName(host.to_string()),
             LinkAttribute::Controller(bridge_index),
@@ -76,6 +77,18 @@ impl Rtnetlink {
             .attributes
             .push(LinkAttribute::Controller(bridge_index));
         self.request(RouteNetlinkMessage::NewLink(message), 0)
+    }
+
+    /// `sysctl net.ipv6.conf.NAME.disable_ipv6=1`, for a link that is still down. A bridge port
+    /// needs no address: with IPv6 on, each new port would get a link-local address, probe it
+    /// (duplicate address detection) and send MLD reports, packets the bridge floods to every
+    /// other port — work that grows with the pods on the node. Nothing to do on a kernel
+    /// without IPv6.
+    pub(super) fn disable_ipv6(name: &str) -> io::Result<()> {
+        match std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     /// `ip link set INDEX type bridge_slave hairpin on` (the link must be on the bridge already:

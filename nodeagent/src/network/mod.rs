@@ -442,11 +442,13 @@ impl PodNetwork {
             interface: host_veth.clone(),
             source: std::io::ErrorKind::NotFound.into(),
         })?;
-        if !create_pair {
-            rtnetlink
-                .attach_to_bridge(host_index, bridge_index)
-                .map_err(host_error("putting on the bridge"))?;
+        if create_pair {
+            host_side::Rtnetlink::disable_ipv6(host_veth)
+                .map_err(host_error("turning IPv6 off on"))?;
         }
+        rtnetlink
+            .attach_to_bridge(host_index, bridge_index)
+            .map_err(host_error("putting on the bridge"))?;
         rtnetlink
             .set_hairpin(host_index)
             .map_err(host_error("turning hairpin on for"))?;
