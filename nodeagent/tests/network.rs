@@ -337,6 +337,11 @@ fn pods_on_the_bridge_reach_each_other_the_node_and_the_outside() {
                 assert!(!v6.contains("inet6"), "{v6}");
             }
         }
+        // No duplicate address detection on the pod end, as CNI's bridge plugin.
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            let dad = a.exec("cat", &["/proc/sys/net/ipv6/conf/eth0/accept_dad"]);
+            assert_eq!(String::from_utf8_lossy(&dad.stdout).trim(), "0");
+        }
         let pod_routes = a.ip(&["-4", "route", "show"]);
         assert!(
             pod_routes.contains("default via 10.244.1.1 dev eth0"),
