@@ -45,8 +45,9 @@ pub enum SeccompChoice {
 }
 
 /// As kubelet picks it (`getSeccompProfile`): the container's securityContext, else the pod's,
-/// else the runtime's default with `--seccomp-default` and none without. Privileged containers
-/// run without one whatever they name.
+/// else the runtime's default with `--seccomp-default` and none without. (Privileged
+/// containers run without one whatever they name: [`build_spec`] sees to that.) A `Localhost`
+/// name is a relative path without `..`, which the API server checks.
 pub fn seccomp_choice(
     pod: &Pod,
     c: &Container,

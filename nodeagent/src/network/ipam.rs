@@ -306,7 +306,7 @@ impl Locked<'_> {
         }
         let next = self.bump(generation)?;
         let mut released = Vec::new();
-        for ip in held {
+        for &ip in &held {
             let path = self.ipam.ips_dir().join(ip.to_string());
             match fs::remove_file(&path) {
                 Ok(()) => released.push(ip),
@@ -314,8 +314,9 @@ impl Locked<'_> {
                 Err(e) => return Err(io_error(&path)(e)),
             }
         }
+        // Gone from the directory, whether removed now or already.
         self.remember(generation, next, |records| {
-            for ip in &released {
+            for ip in &held {
                 records.remove(ip);
             }
         });
