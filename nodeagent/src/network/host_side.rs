@@ -79,18 +79,6 @@ impl Rtnetlink {
         self.request(RouteNetlinkMessage::NewLink(message), 0)
     }
 
-    /// `sysctl net.ipv6.conf.NAME.disable_ipv6=1`, for a link that is still down. A bridge port
-    /// needs no address: with IPv6 on, each new port would get a link-local address, probe it
-    /// (duplicate address detection) and send MLD reports, packets the bridge floods to every
-    /// other port — work that grows with the pods on the node. Nothing to do on a kernel
-    /// without IPv6.
-    pub(super) fn disable_ipv6(name: &str) -> io::Result<()> {
-        match std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1") {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
-    }
-
     /// `ip link set INDEX type bridge_slave hairpin on` (the link must be on the bridge already:
     /// the bridge handles the port's settings).
     pub(super) fn set_hairpin(&mut self, index: u32) -> io::Result<()> {

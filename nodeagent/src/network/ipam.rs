@@ -177,8 +177,7 @@ impl Locked<'_> {
     /// halfway still leaves the others rereading. Returns the new generation.
     fn bump(&self, from: u64) -> Result<u64, NetworkError> {
         let path = self.ipam.state_dir.join(GENERATION);
-        // Never back to a value another process may hold (a counter that was unreadable).
-        let next = from.max(self.generation()) + 1;
+        let next = from + 1;
         fs::write(&path, next.to_string()).map_err(io_error(&path))?;
         Ok(next)
     }

@@ -443,8 +443,14 @@ impl PodNetwork {
             source: std::io::ErrorKind::NotFound.into(),
         })?;
         if create_pair {
-            host_side::Rtnetlink::disable_ipv6(host_veth)
-                .map_err(host_error("turning IPv6 off on"))?;
+            // Before it comes up: a bridge port needs no address, and with IPv6 on each new port
+            // would get a link-local address, probe it and send MLD reports — packets the bridge
+            // floods to every other port, work that grows with the pods on the node.
+            write_sysctl(
+                &format!("net/ipv6/conf/{host_veth}/disable_ipv6"),
+                "1",
+                false,
+            )?;
         }
         rtnetlink
             .attach_to_bridge(host_index, bridge_index)
@@ -453,6 +459,14 @@ impl PodNetwork {
             .set_hairpin(host_index)
             .map_err(host_error("turning hairpin on for"))?;
         in_netns(netns, || {
+            // Before eth0 comes up, as CNI's bridge plugin: no duplicate address detection for
+            // a link-local address only ever used on this veth (each probe is flooded to every
+            // other pod on the bridge).
+            write_sysctl(
+                &format!("net/ipv6/conf/{POD_INTERFACE}/accept_dad"),
+                "0",
+                false,
+            )?;
             pod_side::configure(
                 POD_INTERFACE,
                 interface.ip,

@@ -44,23 +44,8 @@ pub(super) fn configure(
         libc::SIOCSIFNETMASK,
         netmask(prefix_len),
     )?;
-    skip_duplicate_address_detection(interface)?;
     set_up(&socket, interface)?;
     add_default_route(&socket, interface, gateway)
-}
-
-/// `sysctl net.ipv6.conf.IFACE.accept_dad=0` in the calling thread's network namespace, as
-/// CNI's bridge plugin does for the pod end: the link-local address is only ever used on this
-/// veth, and each probe is a packet the bridge floods to every other pod. Nothing to do on a
-/// kernel without IPv6.
-fn skip_duplicate_address_detection(interface: &str) -> io::Result<()> {
-    match std::fs::write(
-        format!("/proc/sys/net/ipv6/conf/{interface}/accept_dad"),
-        "0",
-    ) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
 }
 
 fn netmask(prefix_len: u8) -> Ipv4Addr {
