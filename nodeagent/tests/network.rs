@@ -335,6 +335,7 @@ fn pods_on_the_bridge_reach_each_other_the_node_and_the_outside() {
             if std::path::Path::new("/proc/sys/net/ipv6").exists() {
                 let v6 = ip(&["-6", "address", "show", "dev", &interface.host_veth]);
                 assert!(!v6.contains("inet6"), "{v6}");
+                assert!(details.contains("addrgenmode none"), "{details}");
             }
         }
         // No duplicate address detection on the pod end, as CNI's bridge plugin.

@@ -17,8 +17,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -39,8 +39,8 @@ impl Rtnetlink {
     }
 
     /// `ip link add HOST type veth peer name PEER netns NETNS` with `master BRIDGE` folded into
-    /// the same request. The host end stays down, so that IPv6 can be turned off on it before
-    /// [`Rtnetlink::attach_to_bridge`] brings it up.
+    /// the same request. The host end stays down, so that [`Rtnetlink::skip_ipv6_addresses`]
+    /// can act before [`Rtnetlink::attach_to_bridge`] brings it up.
     pub(super) fn add_veth(
         &mut self,
         host: &str,
@@ -68,6 +68,25 @@ impl Rtnetlink {
             RouteNetlinkMessage::NewLink(message),
             NLM_F_CREATE | NLM_F_EXCL,
         )
+    }
+
+    /// `ip link set INDEX addrgenmode none`: the link gets no IPv6 address, so it never probes
+    /// one (DAD) nor reports the multicast groups of one (MLD). Over netlink rather than the
+    /// `disable_ipv6` sysctl: the kernel's handler of that sysctl only try-locks RTNL and
+    /// restarts the write while anyone else holds it, so in a burst of veths each write spun
+    /// for milliseconds. A kernel without IPv6 has nothing to turn off.
+    pub(super) fn skip_ipv6_addresses(&mut self, index: u32) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message
+            .attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]));
+        match self.request(RouteNetlinkMessage::NewLink(message), 0) {
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => Ok(()),
+            other => other,
+        }
     }
 
     /// `ip link set INDEX master BRIDGE up`.

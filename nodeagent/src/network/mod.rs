@@ -443,14 +443,12 @@ impl PodNetwork {
             source: std::io::ErrorKind::NotFound.into(),
         })?;
         if create_pair {
-            // Before it comes up: a bridge port needs no address, and with IPv6 on each new port
-            // would get a link-local address, probe it and send MLD reports — packets the bridge
-            // floods to every other port, work that grows with the pods on the node.
-            write_sysctl(
-                &format!("net/ipv6/conf/{host_veth}/disable_ipv6"),
-                "1",
-                false,
-            )?;
+            // Before it comes up: a bridge port needs no address, and with one each new port
+            // would probe it and send MLD reports — packets the bridge floods to every other
+            // port, work that grows with the pods on the node.
+            rtnetlink
+                .skip_ipv6_addresses(host_index)
+                .map_err(host_error("turning IPv6 addresses off for"))?;
         }
         rtnetlink
             .attach_to_bridge(host_index, bridge_index)
