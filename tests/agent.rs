@@ -362,6 +362,76 @@ fn a_pod_runs_reports_its_status_and_is_deleted_gracefully() {
     );
 }
 
+/// The agent's cache of the ConfigMaps its pods use (kubelet's watch-based manager), against a
+/// real API server: many syncs asking for an object nobody watched yet all get it as soon as
+/// the watch's first listing is in (a waiter that missed the wake-up slept until the 10 s
+/// listing timeout), a change arrives through the watch, and a missing object is `None`.
+#[test]
+fn the_object_cache_answers_concurrent_first_askers_and_follows_changes() {
+    use skiff_nodeagent::kubelet::object_cache::ObjectCache;
+    let server = Server::start(Backend::Embedded);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = server.client().await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+            "metadata": {"name": "shared"}, "data": {"value": "first"}}))
+            .expect("cm"),
+        )
+        .await
+        .expect("configmap");
+        let cache = std::sync::Arc::new(ObjectCache::<ConfigMap>::new(client.clone()));
+        let started = Instant::now();
+        let askers: Vec<_> = (0..50)
+            .map(|i| {
+                let cache = cache.clone();
+                tokio::spawn(
+                    async move { cache.get("default", "shared", &format!("pod-{i}")).await },
+                )
+            })
+            .collect();
+        for asker in askers {
+            let got = asker.await.expect("join").expect("get");
+            let value = got.and_then(|cm| cm.data.clone()?.get("value").cloned());
+            assert_eq!(value.as_deref(), Some("first"));
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "50 first askers took {took:?}"
+        );
+
+        cms.patch(
+            "shared",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "second"}})),
+        )
+        .await
+        .expect("patch");
+        support::wait_for("the change in the cache", || async {
+            let got = cache.get("default", "shared", "pod-0").await.ok()??;
+            (got.data.clone()?.get("value")?.as_str() == "second").then_some(())
+        })
+        .await;
+        assert!(
+            cache
+                .get("default", "absent", "pod-0")
+                .await
+                .expect("listed")
+                .is_none()
+        );
+        for i in 0..50 {
+            cache.release(&format!("pod-{i}"));
+        }
+    });
+}
+
 #[test]
 fn a_crashing_container_backs_off_and_an_oom_kill_is_reported() {
     run(|_cluster, client, rt| {
@@ -530,6 +600,26 @@ fn volumes_env_and_init_containers_are_set_up_in_order() {
                 (gone && !mounted).then_some(())
             })
             .await;
+
+            // A source that does not exist yet: the container waits for it, and starts once it
+            // is created (the agent's watch of the object sees it come).
+            let mut late = busybox("app", "echo $LATE; sleep 3600");
+            late["env"] = json!([{"name": "LATE", "valueFrom": {"configMapKeyRef": {"name": "late-settings", "key": "value"}}}]);
+            pods.create(&PostParams::default(), &pod("late", json!({"containers": [late]}))).await.expect("create late");
+            let (_, message) = wait_waiting(&pods, "late", "app", "CreateContainerConfigError", Duration::from_secs(30)).await;
+            assert!(message.contains("configmap \"late-settings\" not found"), "{message}");
+            cms.create(&PostParams::default(), &serde_json::from_value(json!({
+                "metadata": {"name": "late-settings"}, "data": {"value": "here at last"}})).expect("cm"))
+                .await
+                .expect("late configmap");
+            let p = wait_pod(&pods, "late", "Running", Duration::from_secs(30), |p| phase(p) == "Running").await;
+            support::wait_for("the late pod's output", || async {
+                cluster.log(&p, "app", 0).iter().any(|l| l == "here at last").then_some(())
+            })
+            .await;
+            pods.delete("late", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                .await
+                .expect("delete late");
         });
     });
 }

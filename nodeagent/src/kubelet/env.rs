@@ -4,25 +4,28 @@
 //! CreateContainerConfigError, with upstream's message.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::{Api, Client};
 
 use super::containers;
+use super::object_cache::PodSources;
 
-/// ConfigMaps and Secrets of one sync, fetched once each.
+/// ConfigMaps and Secrets of one sync of one pod, each read once from the node's caches.
 pub struct Sources {
-    client: Client,
+    caches: Arc<PodSources>,
     namespace: String,
-    config_maps: HashMap<String, Option<ConfigMap>>,
-    secrets: HashMap<String, Option<Secret>>,
+    pod_uid: String,
+    config_maps: HashMap<String, Option<Arc<ConfigMap>>>,
+    secrets: HashMap<String, Option<Arc<Secret>>>,
 }
 
 impl Sources {
-    pub fn new(client: Client, namespace: &str) -> Sources {
+    pub fn new(caches: Arc<PodSources>, namespace: &str, pod_uid: &str) -> Sources {
         Sources {
-            client,
+            caches,
             namespace: namespace.to_string(),
+            pod_uid: pod_uid.to_string(),
             config_maps: HashMap::new(),
             secrets: HashMap::new(),
         }
@@ -30,26 +33,26 @@ impl Sources {
 
     pub async fn config_map(&mut self, name: &str) -> Result<Option<&ConfigMap>, String> {
         if !self.config_maps.contains_key(name) {
-            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-            let got = api
-                .get_opt(name)
-                .await
-                .map_err(|e| format!("getting configmap {name:?}: {e}"))?;
+            let got = self
+                .caches
+                .config_maps
+                .get(&self.namespace, name, &self.pod_uid)
+                .await?;
             self.config_maps.insert(name.to_string(), got);
         }
-        Ok(self.config_maps.get(name).and_then(|c| c.as_ref()))
+        Ok(self.config_maps.get(name).and_then(|c| c.as_deref()))
     }
 
     pub async fn secret(&mut self, name: &str) -> Result<Option<&Secret>, String> {
         if !self.secrets.contains_key(name) {
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-            let got = api
-                .get_opt(name)
-                .await
-                .map_err(|e| format!("getting secret {name:?}: {e}"))?;
+            let got = self
+                .caches
+                .secrets
+                .get(&self.namespace, name, &self.pod_uid)
+                .await?;
             self.secrets.insert(name.to_string(), got);
         }
-        Ok(self.secrets.get(name).and_then(|c| c.as_ref()))
+        Ok(self.secrets.get(name).and_then(|c| c.as_deref()))
     }
 
     pub fn namespace(&self) -> &str {

@@ -15,6 +15,7 @@ pub mod containers;
 pub mod env;
 pub mod machine;
 pub mod node;
+pub mod object_cache;
 pub mod pods;
 pub mod prober;
 pub mod status;
@@ -153,6 +154,8 @@ pub struct Shared {
     pub network: tokio::sync::RwLock<Option<Arc<PodNetwork>>>,
     /// Events as the kubelet records them (`source.component` kubelet, `host` the node).
     pub recorder: skiff_client::record::EventRecorder,
+    /// The ConfigMaps and Secrets the pods here use.
+    pub sources: Arc<object_cache::PodSources>,
 }
 
 /// The node's InternalIP: the source address of the default route, else the first global
@@ -195,6 +198,7 @@ pub async fn run(
         network: tokio::sync::RwLock::new(None),
         recorder: skiff_client::record::EventRecorder::new(client.clone(), "kubelet")
             .on_host(&config.node_name),
+        sources: Arc::new(object_cache::PodSources::new(client.clone())),
     });
     let heartbeat = tokio::spawn(node::heartbeat(shared.clone(), machine, registered));
     let pods = tokio::spawn(pods::run(shared.clone()));

@@ -28,7 +28,9 @@ use kube::{Api, ResourceExt};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::LinuxNamespaceType;
 use serde_json::json;
-use skiff_runtime::container::{ContainerState, ContainerStatus, CreateOptions, StdioConfig};
+use skiff_runtime::container::{
+    ContainerState, ContainerStatus, CreateOptions, RuntimeError, StdioConfig,
+};
 use skiff_runtime::image::{Image, PullOptions};
 use skiff_runtime::sandbox::SandboxConfig;
 use tokio::sync::{Notify, watch};
@@ -156,6 +158,14 @@ struct Memory {
     /// (container, reason, detail) of the waiting-state Events already recorded, so a state
     /// that lasts many syncs is one Event (upstream's correlator counts them instead).
     reported: HashSet<(String, String, String)>,
+    /// The runtime ids of the pod's containers (not its sandbox) as of the last observation,
+    /// in id order; `None` until the first, which lists the runtime's state directory. Later
+    /// ones read just these and those the worker started since, as kubelet reads its PLEG
+    /// cache rather than the runtime: a listing reads every container on the node, and a
+    /// burst of pods made it quadratic.
+    container_ids: Option<std::collections::BTreeSet<String>>,
+    /// What [`write_pod_files`] last wrote.
+    pod_files: Option<PodFiles>,
 }
 
 async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
@@ -169,6 +179,7 @@ async fn worker(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option
                 // The pod object is gone: stop what is left at once and forget the pod.
                 terminate(&shared, &uid, last_pod.as_deref(), 0).await;
                 remove_pod_files(&shared, &uid, last_pod.as_deref()).await;
+                shared.sources.release(&uid);
                 tracing::info!(uid, "pod removed");
                 return;
             }
@@ -258,7 +269,44 @@ fn pod_dir(shared: &Shared, uid: &str) -> PathBuf {
     shared.config.pods_dir().join(uid)
 }
 
-/// The pod's runtime containers (not its sandbox).
+/// The pod's runtime containers (not its sandbox), through the worker's memory of their ids
+/// (see [`Memory::container_ids`]).
+async fn observe_known(
+    shared: &Arc<Shared>,
+    uid: &str,
+    memory: &mut Memory,
+) -> Vec<ContainerState> {
+    let known = match memory.container_ids.clone() {
+        Some(ids) => {
+            let runtime = shared.runtime.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut records = Vec::new();
+                for id in ids {
+                    match runtime.state(&id) {
+                        Ok(r) => records.push(r),
+                        // Removed (an old attempt pruned, the pod's containers removed).
+                        Err(RuntimeError::NotFound(_)) => {}
+                        // Unreadable for now: list the directory instead.
+                        Err(_) => return None,
+                    }
+                }
+                Some(records)
+            })
+            .await
+            .ok()
+            .flatten()
+        }
+        None => None,
+    };
+    let records = match known {
+        Some(records) => records,
+        None => observe(shared, uid).await,
+    };
+    memory.container_ids = Some(records.iter().map(|r| r.id().to_string()).collect());
+    records
+}
+
+/// The pod's runtime containers (not its sandbox), from a listing of the runtime.
 async fn observe(shared: &Arc<Shared>, uid: &str) -> Vec<ContainerState> {
     let runtime = shared.runtime.clone();
     let uid = uid.to_string();
@@ -349,13 +397,14 @@ fn termination_log(dir: &Path, container: &str, attempt: u32) -> PathBuf {
     dir.join(format!("{container}.{attempt}.termination-log"))
 }
 
-/// Makes sure the pod's sandbox runs and is wired; returns its namespaces to join.
+/// Makes sure the pod's sandbox runs and is wired; returns its namespaces to join, and
+/// whether it had to make a new one (which stopped the containers in `records`).
 async fn ensure_sandbox(
     shared: &Arc<Shared>,
     pod: &Pod,
     memory: &mut Memory,
     records: &[ContainerState],
-) -> Result<Vec<(LinuxNamespaceType, PathBuf)>, String> {
+) -> Result<(Vec<(LinuxNamespaceType, PathBuf)>, bool), String> {
     let uid = pod.uid().unwrap_or_default();
     let runtime = shared.runtime.clone();
     let id = naming::sandbox_id(&uid);
@@ -366,6 +415,7 @@ async fn ensure_sandbox(
             .await
             .map_err(|e| e.to_string())?
     };
+    let made = existing.is_none();
     let sandbox = match existing {
         Some(s) => s,
         None => {
@@ -448,13 +498,14 @@ async fn ensure_sandbox(
         .map_err(|e| format!("wiring the pod network: {e}"))?;
         memory.pod_ip = Some(iface.ip);
     }
-    write_pod_files(shared, pod, memory.pod_ip)
+    write_pod_files(shared, pod, memory.pod_ip, &mut memory.pod_files)
         .map_err(|e| format!("writing the pod's files: {e}"))?;
-    Ok(sandbox
+    let namespaces = sandbox
         .namespaces
         .iter()
         .filter_map(|ns| ns.path().as_ref().map(|p| (ns.typ(), p.clone())))
-        .collect())
+        .collect();
+    Ok((namespaces, made))
 }
 
 /// The pod's hostPorts: (protocol, hostIP, hostPort, containerPort).
@@ -500,10 +551,23 @@ fn pod_labels(pod: &Pod) -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-/// /etc/hosts, /etc/resolv.conf and /etc/hostname for the pod's containers.
-fn write_pod_files(shared: &Shared, pod: &Pod, pod_ip: Option<Ipv4Addr>) -> std::io::Result<()> {
+/// The contents of a pod's /etc/hosts, /etc/resolv.conf and /etc/hostname.
+#[derive(PartialEq)]
+struct PodFiles {
+    hosts: String,
+    resolv: String,
+    hostname: String,
+}
+
+/// Writes the pod's hosts, resolv.conf and hostname files, unless they hold what was
+/// `written` last. In place, not renamed over: the containers bind-mount these very inodes.
+fn write_pod_files(
+    shared: &Shared,
+    pod: &Pod,
+    pod_ip: Option<Ipv4Addr>,
+    written: &mut Option<PodFiles>,
+) -> std::io::Result<()> {
     let dir = pod_dir(shared, &pod.uid().unwrap_or_default());
-    std::fs::create_dir_all(&dir)?;
     let spec = pod.spec.clone().unwrap_or_default();
     let name = hostname(pod);
     let namespace = pod.namespace().unwrap_or_default();
@@ -525,7 +589,6 @@ fn write_pod_files(shared: &Shared, pod: &Pod, pod_ip: Option<Ipv4Addr>) -> std:
         // No pod network (the kubelet alone): the node's own hosts file.
         None => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
     };
-    std::fs::write(dir.join("etc-hosts"), hosts)?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let policy = dns::DnsPolicy::for_pod(
         spec.dns_policy.as_deref(),
@@ -539,8 +602,19 @@ fn write_pod_files(shared: &Shared, pod: &Pod, pod_ip: Option<Ipv4Addr>) -> std:
         policy,
         spec.dns_config.as_ref(),
     );
-    std::fs::write(dir.join("resolv.conf"), resolv)?;
-    std::fs::write(dir.join("hostname"), format!("{name}\n"))?;
+    let files = PodFiles {
+        hosts,
+        resolv,
+        hostname: format!("{name}\n"),
+    };
+    if written.as_ref() == Some(&files) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("etc-hosts"), &files.hosts)?;
+    std::fs::write(dir.join("resolv.conf"), &files.resolv)?;
+    std::fs::write(dir.join("hostname"), &files.hostname)?;
+    *written = Some(files);
     Ok(())
 }
 
@@ -554,13 +628,18 @@ async fn sync_pod(
     let uid = pod.uid().unwrap_or_default();
     let namespace = pod.namespace().unwrap_or_default();
     let dir = pod_dir(shared, &uid);
-    let records = observe(shared, &uid).await;
+    let mut records = observe_known(shared, &uid, memory).await;
     watch_exits(shared, &records, memory, wake);
 
     let mut waiting: HashMap<String, (String, String)> = HashMap::new();
     let spec = pod.spec.clone().unwrap_or_default();
     let namespaces = match ensure_sandbox(shared, pod, memory, &records).await {
-        Ok(ns) => ns,
+        Ok((namespaces, made)) => {
+            if made {
+                records = observe_known(shared, &uid, memory).await;
+            }
+            namespaces
+        }
         Err(message) => {
             tracing::warn!(pod = %key(pod), %message, "FailedCreatePodSandBox");
             // As kubelet: a Warning on the pod, so that `kubectl describe` says why it stays
@@ -583,8 +662,7 @@ async fn sync_pod(
             return Ok(Some(Duration::from_secs(2)));
         }
     };
-    let records = observe(shared, &uid).await;
-    let mut sources = Sources::new(shared.client.clone(), &namespace);
+    let mut sources = Sources::new(shared.sources.clone(), &namespace, &uid);
     let volumes = match volumes::setup(pod, &dir, &mut sources).await {
         Ok(v) => v,
         Err(message) => {
@@ -670,7 +748,12 @@ async fn sync_pod(
         }
     }
 
+    let started_any = !to_start.is_empty();
     for (c, attempt, init) in to_start {
+        // Known before it exists, so that a half-made attempt is seen (and found gone) later.
+        if let Some(ids) = memory.container_ids.as_mut() {
+            ids.insert(naming::container_id(&uid, &c.name, attempt));
+        }
         let started = start_container(
             shared,
             pod,
@@ -737,7 +820,9 @@ async fn sync_pod(
         }
     }
 
-    let records = observe(shared, &uid).await;
+    if started_any {
+        records = observe_known(shared, &uid, memory).await;
+    }
     restart_unhealthy(shared, pod, memory, &records, wake);
     let phase = write_observed(shared, pod, memory, &records, waiting, true).await;
     if phase == "Succeeded" || phase == "Failed" {
@@ -970,7 +1055,7 @@ async fn write_status(
     _wake: &Arc<Notify>,
     sandbox_ready: bool,
 ) -> String {
-    let records = observe(shared, &pod.uid().unwrap_or_default()).await;
+    let records = observe_known(shared, &pod.uid().unwrap_or_default(), memory).await;
     write_observed(shared, pod, memory, &records, HashMap::new(), sandbox_ready).await
 }
 

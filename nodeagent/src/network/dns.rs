@@ -115,10 +115,14 @@ pub fn pod_resolv_conf(
 ) -> String {
     let host = parse_resolv_conf(host_resolv_conf);
     let policy = if policy == DnsPolicy::ClusterFirst && cluster_dns.is_empty() {
-        tracing::warn!(
-            namespace,
-            "no cluster DNS server is configured: a ClusterFirst pod gets the node's resolv.conf (policy Default)"
-        );
+        // Once per agent: every sync of every pod computes the file.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                namespace,
+                "no cluster DNS server is configured: a ClusterFirst pod gets the node's resolv.conf (policy Default)"
+            );
+        }
         DnsPolicy::Default
     } else {
         policy
