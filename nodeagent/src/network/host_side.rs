@@ -5,7 +5,8 @@
 //!
 //! The messages are `netlink-packet-route`'s; the socket is a plain blocking `netlink-sys` one,
 //! opened in the calling thread's network namespace (the host's for the agent, a test's own in
-//! tests), used for one sandbox and dropped.
+//! tests), used for one sandbox and dropped. The pod end's IPv6 setting goes through one opened
+//! inside the sandbox's namespace.
 
 use std::fs::File;
 use std::io;

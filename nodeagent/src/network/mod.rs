@@ -457,14 +457,22 @@ impl PodNetwork {
             .set_hairpin(host_index)
             .map_err(host_error("turning hairpin on for"))?;
         in_netns(netns, || {
-            // Before eth0 comes up, as CNI's bridge plugin: no duplicate address detection for
-            // a link-local address only ever used on this veth (each probe is flooded to every
-            // other pod on the bridge).
-            write_sysctl(
-                &format!("net/ipv6/conf/{POD_INTERFACE}/accept_dad"),
-                "0",
-                false,
-            )?;
+            // Before eth0 comes up: the pod network is IPv4 only (as Docker leaves the
+            // interfaces of an IPv4-only network), so eth0 gets no IPv6 link-local address —
+            // whose duplicate address probe, router solicitations and MLD reports the bridge
+            // (no multicast querier on it) floods to every other pod, work that grows with the
+            // pods on the node. The pod's loopback keeps ::1.
+            let index =
+                interface_index(POD_INTERFACE).ok_or_else(|| NetworkError::PodInterface {
+                    netns: netns.to_path_buf(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })?;
+            host_side::Rtnetlink::open()
+                .and_then(|mut link| link.skip_ipv6_addresses(index))
+                .map_err(|source| NetworkError::PodInterface {
+                    netns: netns.to_path_buf(),
+                    source,
+                })?;
             pod_side::configure(
                 POD_INTERFACE,
                 interface.ip,
